@@ -1,0 +1,2 @@
+//! Sans-I/O protocol parsers: bytes and a direction in, typed events out.
+pub mod http1;

@@ -1,0 +1,1 @@
+//! tapline data model (Qpoint EventStore events, ObjectStore objects) and the stores that ship them.

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs everything tapline needs to build and test on Debian 12 (run as root).
+# Idempotent: packages already present are skipped, so a second run takes seconds.
+set -euo pipefail
+
+need_apt=()
+have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+for p in clang libbpf-dev bpftool llvm curl ca-certificates python3-requests jq iproute2 procps util-linux; do
+  have_pkg "$p" || need_apt+=("$p")
+done
+if [ "${#need_apt[@]}" -gt 0 ]; then
+  echo "install-deps: apt-get install ${need_apt[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
