@@ -1,1 +1,12 @@
 //! tapline data model (Qpoint EventStore events, ObjectStore objects) and the stores that ship them.
+//!
+//! - [`model`]: serde types whose JSON is the contract (field order, casing, omissions).
+//! - [`event`]: the [`event::EventStore`] trait and the stdout NDJSON store.
+//! - [`object`]: the [`object::ObjectStore`] trait, the local directory and stdout stores.
+//! - [`metrics`]: the one metrics pattern every component reports through.
+//! - [`ids`]: connection / request ids and SHA-1 digests.
+pub mod event;
+pub mod ids;
+pub mod metrics;
+pub mod model;
+pub mod object;

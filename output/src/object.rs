@@ -1,0 +1,311 @@
+//! ObjectStore: where `HttpTransaction` objects go, keyed by the SHA-1 of their bytes.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use base64::Engine;
+use serde::Serialize;
+use tracing::warn;
+
+use crate::ids::digest_hex;
+use crate::metrics::ComponentMetrics;
+use crate::model::HttpTransaction;
+
+/// Errors of a store, always naming it.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// An I/O operation failed.
+    #[error("object store `{store}`: {context}: {source}")]
+    Io {
+        /// The store.
+        store: String,
+        /// What was being done.
+        context: &'static str,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+    /// The object could not be serialized.
+    #[error("cannot serialize an object: {0}")]
+    Serialize(#[from] serde_json::Error),
+    /// The store is closed or its queue stayed full.
+    #[error("object store `{store}` is unavailable: {reason}")]
+    Unavailable {
+        /// The store.
+        store: String,
+        /// Why.
+        reason: &'static str,
+    },
+}
+
+/// An object ready to store: its exact bytes and their digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredObject {
+    /// Lowercase hex SHA-1 of `bytes`.
+    pub digest: String,
+    /// MIME type of the bytes.
+    pub content_type: &'static str,
+    /// The serialized object (no trailing newline).
+    pub bytes: Vec<u8>,
+}
+
+impl StoredObject {
+    /// Serializes a transaction compactly and computes its digest.
+    pub fn json(txn: &HttpTransaction) -> Result<StoredObject, StoreError> {
+        let bytes = serde_json::to_vec(txn)?;
+        Ok(StoredObject { digest: digest_hex(&bytes), content_type: "application/json", bytes })
+    }
+}
+
+/// Where a stored object can be fetched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    /// The `url` of its artifact_record.
+    pub url: String,
+}
+
+/// A destination for objects.
+pub trait ObjectStore: Send + Sync + 'static {
+    /// The store's name.
+    fn name(&self) -> &str;
+    /// Takes an object; must not block the caller long.
+    fn put(&self, object: StoredObject) -> Result<Location, StoreError>;
+    /// The exact bytes stored under `digest`.
+    fn get(&self, digest: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Pushes queued objects out now.
+    fn flush(&self);
+    /// Flushes and closes, waiting at most `timeout`.
+    fn shutdown(&self, timeout: Duration) -> Result<(), StoreError>;
+}
+
+fn valid_digest(d: &str) -> bool {
+    d.len() == 40 && d.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+}
+
+/// A directory of objects: `<dir>/<digest[..2]>/<digest>.json`, exact bytes, written
+/// atomically by a background thread fed through a bounded queue.
+pub struct LocalObjectStore {
+    dir: PathBuf,
+    tx: Mutex<Option<SyncSender<StoredObject>>>,
+    /// Objects accepted but not yet on disk (so `get` finds them too).
+    queued: Arc<Mutex<HashMap<String, Vec<u8>>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    metrics: ComponentMetrics,
+}
+
+const QUEUE: usize = 4096;
+const PUT_WAIT: Duration = Duration::from_millis(200);
+
+fn object_path(dir: &Path, digest: &str) -> PathBuf {
+    dir.join(&digest[..2]).join(format!("{digest}.json"))
+}
+
+fn write_atomic(dir: &Path, o: &StoredObject) -> std::io::Result<()> {
+    let path = object_path(dir, &o.digest);
+    if path.exists() {
+        return Ok(()); // same digest, same bytes
+    }
+    let parent = path.parent().unwrap_or(dir);
+    std::fs::create_dir_all(parent)?;
+    let tmp = parent.join(format!(".{}.tmp", o.digest));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(&o.bytes)?;
+    drop(f);
+    std::fs::rename(&tmp, &path)
+}
+
+impl LocalObjectStore {
+    /// Opens (creating) the directory and starts the writer thread.
+    pub fn open(dir: PathBuf, metrics: ComponentMetrics) -> Result<Self, StoreError> {
+        let io = |context| move |source| StoreError::Io { store: "local".into(), context, source };
+        std::fs::create_dir_all(&dir).map_err(io("creating the object directory"))?;
+        let dir = dir.canonicalize().map_err(io("resolving the object directory"))?;
+        let (tx, rx) = mpsc::sync_channel::<StoredObject>(QUEUE);
+        let queued: Arc<Mutex<HashMap<String, Vec<u8>>>> = Arc::default();
+        let (wdir, wqueued, wm) = (dir.clone(), queued.clone(), metrics.clone());
+        let writer = std::thread::Builder::new()
+            .name("tapline-local-store".into())
+            .spawn(move || Self::write_loop(&wdir, rx, &wqueued, &wm))
+            .map_err(io("starting the writer thread"))?;
+        Ok(Self { dir, tx: Mutex::new(Some(tx)), queued, writer: Mutex::new(Some(writer)), metrics })
+    }
+
+    fn write_loop(dir: &Path, rx: Receiver<StoredObject>, queued: &Mutex<HashMap<String, Vec<u8>>>, m: &ComponentMetrics) {
+        let mut warned = false;
+        for o in rx {
+            match write_atomic(dir, &o) {
+                Ok(()) => m.sent(1),
+                Err(e) => {
+                    m.discarded("write_error", 1);
+                    if !warned {
+                        warn!(store = "local", dir = %dir.display(), error = %e, "cannot write objects");
+                        warned = true;
+                    }
+                }
+            }
+            if let Ok(mut q) = queued.lock() {
+                q.remove(&o.digest);
+            }
+        }
+    }
+
+    /// The directory objects are written to.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl ObjectStore for LocalObjectStore {
+    fn name(&self) -> &str {
+        "local"
+    }
+
+    fn put(&self, object: StoredObject) -> Result<Location, StoreError> {
+        self.metrics.received(1);
+        let url = format!("file://{}", object_path(&self.dir, &object.digest).display());
+        let tx = self.tx.lock().ok().and_then(|t| t.clone());
+        let Some(tx) = tx else {
+            self.metrics.discarded("closed", 1);
+            return Err(StoreError::Unavailable { store: "local".into(), reason: "the store is shut down" });
+        };
+        if let Ok(mut q) = self.queued.lock() {
+            q.insert(object.digest.clone(), object.bytes.clone());
+        }
+        let digest = object.digest.clone();
+        let mut item = object;
+        let deadline = Instant::now() + PUT_WAIT;
+        loop {
+            match tx.try_send(item) {
+                Ok(()) => return Ok(Location { url }),
+                Err(TrySendError::Full(back)) if Instant::now() < deadline => {
+                    item = back;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(_) => {
+                    if let Ok(mut q) = self.queued.lock() {
+                        q.remove(&digest);
+                    }
+                    self.metrics.discarded("queue_full", 1);
+                    return Err(StoreError::Unavailable { store: "local".into(), reason: "its write queue stayed full" });
+                }
+            }
+        }
+    }
+
+    fn get(&self, digest: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        if !valid_digest(digest) {
+            return Ok(None);
+        }
+        if let Some(b) = self.queued.lock().ok().and_then(|q| q.get(digest).cloned()) {
+            return Ok(Some(b));
+        }
+        match std::fs::read(object_path(&self.dir, digest)) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(StoreError::Io { store: "local".into(), context: "reading an object", source }),
+        }
+    }
+
+    fn flush(&self) {}
+
+    fn shutdown(&self, timeout: Duration) -> Result<(), StoreError> {
+        // Closing the channel ends the writer loop once the queue is drained.
+        if let Ok(mut t) = self.tx.lock() {
+            t.take();
+        }
+        let handle = self.writer.lock().ok().and_then(|mut w| w.take());
+        if let Some(h) = handle {
+            let deadline = Instant::now() + timeout;
+            while !h.is_finished() {
+                if Instant::now() > deadline {
+                    let left = self.queued.lock().map(|q| q.len()).unwrap_or(0);
+                    self.metrics.discarded("shutdown_timeout", left as u64);
+                    return Err(StoreError::Unavailable { store: "local".into(), reason: "objects still queued at shutdown" });
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            let _ = h.join();
+        }
+        Ok(())
+    }
+}
+
+impl Drop for LocalObjectStore {
+    fn drop(&mut self) {
+        let _ = self.shutdown(Duration::from_secs(5));
+    }
+}
+
+#[derive(Serialize)]
+struct StdoutObjectLine<'a> {
+    level: &'static str,
+    ts: f64,
+    message: &'static str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(rename = "contentType")]
+    content_type: &'static str,
+    bytes: usize,
+    digest: &'a str,
+    data_base64: String,
+}
+
+/// qtap's development object store: one log line per object on stdout.
+pub struct StdoutObjectStore {
+    out: Mutex<std::io::Stdout>,
+    metrics: ComponentMetrics,
+}
+
+impl StdoutObjectStore {
+    /// A store printing to stdout.
+    pub fn new(metrics: ComponentMetrics) -> Self {
+        Self { out: Mutex::new(std::io::stdout()), metrics }
+    }
+}
+
+impl ObjectStore for StdoutObjectStore {
+    fn name(&self) -> &str {
+        "stdout"
+    }
+
+    fn put(&self, object: StoredObject) -> Result<Location, StoreError> {
+        self.metrics.received(1);
+        let line = StdoutObjectLine {
+            level: "qpoint",
+            ts: SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0),
+            message: "object store submission",
+            kind: "http_transaction",
+            content_type: object.content_type,
+            bytes: object.bytes.len(),
+            digest: &object.digest,
+            data_base64: base64::engine::general_purpose::STANDARD.encode(&object.bytes),
+        };
+        let mut v = serde_json::to_vec(&line)?;
+        v.push(b'\n');
+        let res = self.out.lock().map(|mut o| o.write_all(&v));
+        match res {
+            Ok(Ok(())) => self.metrics.sent(1),
+            _ => self.metrics.discarded("write_error", 1),
+        }
+        Ok(Location { url: format!("stdout://{}", object.digest) })
+    }
+
+    fn get(&self, _digest: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(None)
+    }
+
+    fn flush(&self) {
+        if let Ok(mut o) = self.out.lock() {
+            let _ = o.flush();
+        }
+    }
+
+    fn shutdown(&self, _timeout: Duration) -> Result<(), StoreError> {
+        self.flush();
+        Ok(())
+    }
+}
