@@ -1,3 +1,104 @@
 /* Ring-buffer record layouts shared by the kernel programs and userspace.
- * Mirrored by #[repr(C)] structs in ebpf/src/record.rs: keep both in sync. */
+ * Mirrored by #[repr(C)] structs in ebpf/src/record.rs: keep both in sync
+ * (a unit test there checks the sizes). */
 #pragma once
+
+/* Largest payload carried by one data record; larger calls become several records. */
+#define TL_CHUNK 16384
+#define TL_FILENAME 256
+
+enum tl_kind {
+    TL_EXEC = 1,
+    TL_FORK = 2,
+    TL_EXIT = 3,
+    TL_OPEN = 4,
+    TL_DATA = 5,
+    TL_CLOSE = 6,
+};
+
+enum tl_dir { TL_EGRESS = 0, TL_INGRESS = 1 };
+enum tl_role { TL_ROLE_UNKNOWN = 0, TL_ROLE_CLIENT = 1, TL_ROLE_SERVER = 2 };
+enum tl_source { TL_SRC_SYSCALL = 0, TL_SRC_TLS = 1 };
+
+/* Per-CPU loss counters (index into the LOSS map). */
+enum tl_loss {
+    TL_LOSS_RING_FULL_RECORDS = 0, /* a record could not be written: ring buffer full */
+    TL_LOSS_RING_FULL_BYTES = 1,   /* payload bytes in those records */
+    TL_LOSS_READ_FAILED_BYTES = 2, /* payload bytes the kernel could not read from user memory */
+    TL_LOSS_TRUNCATED_BYTES = 3,   /* payload bytes past the per-call chunk budget */
+    TL_LOSS_PENDING_FULL = 4,      /* a syscall could not be tracked: pending map full */
+    TL_LOSS_TABLE_FULL = 5,        /* a socket could not be tracked: socket table full */
+    TL_LOSS_MAX = 8,
+};
+
+struct tl_hdr {
+    __u32 kind;
+    __u32 pid; /* tgid */
+    __u32 tid;
+    __s32 fd;
+    __u64 ts_ns; /* bpf_ktime_get_ns (CLOCK_MONOTONIC) */
+};
+
+struct tl_exec {
+    struct tl_hdr h;
+    __u32 ppid;
+    __u32 uid;
+    __u32 gid;
+    __u32 filename_len;
+    __u64 cgroup_id;
+    char comm[16];
+    char filename[TL_FILENAME];
+};
+
+struct tl_fork {
+    struct tl_hdr h;
+    __u32 parent_pid;
+    __u32 child_pid;
+};
+
+struct tl_exit {
+    struct tl_hdr h;
+};
+
+struct tl_open {
+    struct tl_hdr h;
+    __u64 sock;
+    __u32 role;
+    __u16 family; /* AF_INET or AF_INET6 */
+    __u16 lport;
+    __u16 rport;
+    __u16 pad;
+    __u32 uid;
+    __u32 gid;
+    __u32 pad2;
+    __u64 cgroup_id;
+    __u8 laddr[16];
+    __u8 raddr[16];
+    char comm[16];
+};
+
+struct tl_data {
+    struct tl_hdr h;
+    __u64 sock;
+    __u64 pos; /* offset of data[0] in this direction of this socket */
+    __u32 len; /* bytes in data[] */
+    __u8 dir;
+    __u8 source;
+    __u16 pad;
+    /* followed by `len` payload bytes */
+};
+
+struct tl_close {
+    struct tl_hdr h;
+    __u64 sock;
+    __u64 bytes_sent;     /* final egress position */
+    __u64 bytes_received; /* final ingress position */
+};
+
+/* Userspace (ebpf/src/record.rs) decodes at these sizes. */
+_Static_assert(sizeof(struct tl_hdr) == 24, "tl_hdr layout");
+_Static_assert(sizeof(struct tl_exec) == 320, "tl_exec layout");
+_Static_assert(sizeof(struct tl_fork) == 32, "tl_fork layout");
+_Static_assert(sizeof(struct tl_open) == 112, "tl_open layout");
+_Static_assert(sizeof(struct tl_data) == 48, "tl_data layout");
+_Static_assert(sizeof(struct tl_close) == 48, "tl_close layout");

@@ -1,6 +1,643 @@
 // SPDX-License-Identifier: (MIT OR GPL-2.0)
+/* tapline kernel programs: TCP socket traffic of every process, with byte positions,
+ * plus process exec/fork/exit. Only syscall tracepoints, regular tracepoints and tp_btf
+ * are used (kprobes and fentry are not available on every kernel we target). */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
 #include "record.h"
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
+
+#define AF_INET 2
+#define AF_INET6 10
+#define SOCK_STREAM 1
+#define S_IFMT 00170000
+#define S_IFSOCK 0140000
+#define EINPROGRESS 115
+#define MSG_PEEK 2
+#define TCP_CLOSE_STATE 7
+#define IPPROTO_TCP_NUM 6
+#define MAX_IOV 1024
+/* Chunks one syscall may produce (2^16 x 16 KiB = 1 GiB); bytes past it are counted. */
+#define MAX_CHUNKS 65536
+
+/* Set by the loader (.rodata). */
+const volatile __u32 self_tgid = 0;
+
+struct {
+    __uint(type, BPF_MAP_TYPE_RINGBUF);
+    __uint(max_entries, 16 * 1024 * 1024); /* resized by the loader */
+} EVENTS SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, TL_LOSS_MAX);
+    __type(key, __u32);
+    __type(value, __u64);
+} LOSS SEC(".maps");
+
+/* (tgid << 32 | fd) -> what that descriptor is, validated against the current file pointer. */
+struct fd_entry {
+    __u64 file; /* struct file * seen when classified */
+    __u64 sock; /* struct sock * (the socket id), 0 = not a TCP socket */
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(max_entries, 131072);
+    __type(key, __u64);
+    __type(value, struct fd_entry);
+} FDS SEC(".maps");
+
+/* socket id -> byte positions per direction */
+struct sock_state {
+    __u64 pos[2];
+    __u32 role;
+    __u32 pad;
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(max_entries, 65536);
+    __type(key, __u64);
+    __type(value, struct sock_state);
+} SOCKS SEC(".maps");
+
+enum buf_kind { BUF_PLAIN = 0, BUF_IOV = 1 };
+
+/* A data syscall in flight (pid_tgid -> args saved at entry). */
+struct pending {
+    __u64 sock;
+    __u64 buf;    /* plain buffer or struct iovec * */
+    __u64 iovcnt; /* BUF_IOV only */
+    __s32 fd;
+    __u32 kind;
+    __u32 dir;
+    __u32 pad;
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 16384);
+    __type(key, __u64);
+    __type(value, struct pending);
+} PENDING SEC(".maps");
+
+/* connect() in flight: pid_tgid -> fd */
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 16384);
+    __type(key, __u64);
+    __type(value, __s32);
+} CONNECTS SEC(".maps");
+
+/* Per-CPU scratch space to build a data record before copying it into the ring. */
+struct scratch {
+    struct tl_data rec;
+    __u8 data[TL_CHUNK];
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, struct scratch);
+} SCRATCH SEC(".maps");
+
+/* Older kernels (< 6.13) count file references in f_count. */
+struct file___old {
+    atomic_long_t f_count;
+} __attribute__((preserve_access_index));
+
+static __always_inline void lose(__u32 idx, __u64 n)
+{
+    __u64 *v = bpf_map_lookup_elem(&LOSS, &idx);
+    if (v)
+        *v += n; /* per-CPU: no atomics needed */
+}
+
+static __always_inline int ignored(__u32 tgid)
+{
+    return self_tgid && tgid == self_tgid;
+}
+
+static __always_inline void fill_hdr(struct tl_hdr *h, __u32 kind, __u64 id, __s32 fd)
+{
+    h->kind = kind;
+    h->pid = id >> 32;
+    h->tid = (__u32)id;
+    h->fd = fd;
+    h->ts_ns = bpf_ktime_get_ns();
+}
+
+static __always_inline struct file *fd_file(int fd)
+{
+    struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+    struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+    unsigned int max = BPF_CORE_READ(fdt, max_fds);
+    struct file **fds = BPF_CORE_READ(fdt, fd);
+    struct file *f = 0;
+    if (fd < 0 || (unsigned int)fd >= max)
+        return 0;
+    bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]);
+    return f;
+}
+
+/* The struct sock of a TCP (inet, stream) socket file, else 0. */
+static __always_inline struct sock *tcp_sock_of(struct file *f)
+{
+    if (!f)
+        return 0;
+    umode_t mode = BPF_CORE_READ(f, f_inode, i_mode);
+    if ((mode & S_IFMT) != S_IFSOCK)
+        return 0;
+    struct socket *so = BPF_CORE_READ(f, private_data);
+    struct sock *sk = BPF_CORE_READ(so, sk);
+    if (!sk)
+        return 0;
+    __u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+    __u16 type = BPF_CORE_READ(sk, sk_type);
+    if ((family != AF_INET && family != AF_INET6) || type != SOCK_STREAM)
+        return 0;
+    return sk;
+}
+
+static __always_inline void emit_open(__u64 id, int fd, struct sock *sk, __u32 role)
+{
+    struct tl_open *o = bpf_ringbuf_reserve(&EVENTS, sizeof(*o), 0);
+    if (!o) {
+        lose(TL_LOSS_RING_FULL_RECORDS, 1);
+        return;
+    }
+    fill_hdr(&o->h, TL_OPEN, id, fd);
+    o->sock = (__u64)sk;
+    o->role = role;
+    o->pad = 0;
+    o->pad2 = 0;
+    o->family = BPF_CORE_READ(sk, __sk_common.skc_family);
+    o->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+    o->rport = __builtin_bswap16(BPF_CORE_READ(sk, __sk_common.skc_dport));
+    __u64 ug = bpf_get_current_uid_gid();
+    o->uid = (__u32)ug;
+    o->gid = ug >> 32;
+    o->cgroup_id = bpf_get_current_cgroup_id();
+    __builtin_memset(o->laddr, 0, 16);
+    __builtin_memset(o->raddr, 0, 16);
+    if (o->family == AF_INET) {
+        bpf_core_read(o->laddr, 4, &sk->__sk_common.skc_rcv_saddr);
+        bpf_core_read(o->raddr, 4, &sk->__sk_common.skc_daddr);
+    } else {
+        bpf_core_read(o->laddr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
+        bpf_core_read(o->raddr, 16, &sk->__sk_common.skc_v6_daddr);
+    }
+    bpf_get_current_comm(o->comm, sizeof(o->comm));
+    bpf_ringbuf_submit(o, 0);
+}
+
+/* Starts tracking a socket (new connection or first sight), emitting its OPEN record. */
+static __always_inline void track(__u64 id, int fd, struct file *f, struct sock *sk, __u32 role, int fresh)
+{
+    __u64 key = (id & 0xffffffff00000000ULL) | (__u32)fd;
+    struct fd_entry fe = { .file = (__u64)f, .sock = (__u64)sk };
+    bpf_map_update_elem(&FDS, &key, &fe, BPF_ANY);
+    __u64 skey = (__u64)sk;
+    if (!fresh && bpf_map_lookup_elem(&SOCKS, &skey))
+        return; /* already tracked (e.g. inherited across fork): same connection */
+    struct sock_state st = { .role = role };
+    if (bpf_map_update_elem(&SOCKS, &skey, &st, BPF_ANY)) {
+        lose(TL_LOSS_TABLE_FULL, 1);
+        return;
+    }
+    emit_open(id, fd, sk, role);
+}
+
+/* The socket id of a descriptor if it is a TCP socket we track (classifying it on first sight). */
+static __always_inline __u64 sock_of_fd(__u64 id, int fd)
+{
+    struct file *f = fd_file(fd);
+    if (!f)
+        return 0;
+    __u64 key = (id & 0xffffffff00000000ULL) | (__u32)fd;
+    struct fd_entry *fe = bpf_map_lookup_elem(&FDS, &key);
+    if (fe && fe->file == (__u64)f) {
+        if (!fe->sock)
+            return 0;
+        __u64 skey = fe->sock;
+        if (bpf_map_lookup_elem(&SOCKS, &skey))
+            return fe->sock;
+        /* the socket closed while this descriptor stayed open elsewhere: start again */
+    }
+    struct sock *sk = tcp_sock_of(f);
+    if (!sk) {
+        struct fd_entry neg = { .file = (__u64)f, .sock = 0 };
+        bpf_map_update_elem(&FDS, &key, &neg, BPF_ANY);
+        return 0;
+    }
+    track(id, fd, f, sk, TL_ROLE_UNKNOWN, 0);
+    return (__u64)sk;
+}
+
+/* ---------------- data capture ---------------- */
+
+struct copy_ctx {
+    __u64 id;
+    __u64 sock;
+    __u64 pos;       /* position of the next byte */
+    __u64 left;      /* bytes of the syscall result still to copy */
+    __u64 iov;       /* struct iovec * (BUF_IOV) */
+    __u64 iovcnt;
+    __u64 iov_idx;
+    __u64 cur_base;  /* current user buffer */
+    __u64 cur_left;  /* bytes left in it */
+    __s32 fd;
+    __u32 dir;
+    __u32 kind;
+    __u32 pad;
+};
+
+/* The loop state lives in a per-CPU map, not on the stack: the verifier then treats it as
+ * unknown values and the callback's states converge (stack values would be tracked
+ * precisely and every iteration would look new). Syscall programs do not nest on a CPU. */
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, struct copy_ctx);
+} COPY_STATE SEC(".maps");
+
+static long copy_chunk(__u64 index, void *arg)
+{
+    __u32 zero = 0;
+    struct copy_ctx *c = bpf_map_lookup_elem(&COPY_STATE, &zero);
+    if (!c)
+        return 1;
+    if (c->left == 0)
+        return 1;
+    if (c->cur_left == 0) {
+        if (c->kind == BUF_PLAIN || c->iov_idx >= c->iovcnt || c->iov_idx >= MAX_IOV)
+            return 1;
+        struct iovec v = {};
+        if (bpf_probe_read_user(&v, sizeof(v), (void *)(c->iov + c->iov_idx * sizeof(struct iovec))))
+            return 1;
+        c->iov_idx++;
+        c->cur_base = (__u64)v.iov_base;
+        c->cur_left = v.iov_len;
+        if (c->cur_left > c->left)
+            c->cur_left = c->left;
+        return 0;
+    }
+    __u64 n = c->cur_left;
+    if (n > TL_CHUNK)
+        n = TL_CHUNK;
+    struct scratch *s = bpf_map_lookup_elem(&SCRATCH, &zero);
+    if (!s)
+        return 1;
+    fill_hdr(&s->rec.h, TL_DATA, c->id, c->fd);
+    s->rec.sock = c->sock;
+    s->rec.pos = c->pos;
+    s->rec.dir = c->dir;
+    s->rec.source = TL_SRC_SYSCALL;
+    s->rec.pad = 0;
+    __u32 len = n & (TL_CHUNK * 2 - 1);
+    if (len > TL_CHUNK)
+        len = TL_CHUNK;
+    if (len == 0 || bpf_probe_read_user(s->data, len, (void *)c->cur_base)) {
+        lose(TL_LOSS_READ_FAILED_BYTES, n);
+    } else {
+        s->rec.len = len;
+        if (bpf_ringbuf_output(&EVENTS, s, sizeof(struct tl_data) + len, 0)) {
+            lose(TL_LOSS_RING_FULL_RECORDS, 1);
+            lose(TL_LOSS_RING_FULL_BYTES, len);
+        }
+    }
+    c->pos += n;
+    c->left -= n;
+    c->cur_base += n;
+    c->cur_left -= n;
+    return 0;
+}
+
+/* Copies `total` bytes of a finished data syscall into the ring as DATA records. */
+static __always_inline void emit_data(__u64 id, struct pending *p, __u64 total)
+{
+    __u64 skey = p->sock;
+    struct sock_state *st = bpf_map_lookup_elem(&SOCKS, &skey);
+    if (!st)
+        return;
+    __u32 dir = p->dir & 1;
+    /* Reserve the byte range: concurrent threads get disjoint, ordered positions. */
+    __u64 base = __sync_fetch_and_add(&st->pos[dir], total);
+    __u32 zero = 0;
+    struct copy_ctx *c = bpf_map_lookup_elem(&COPY_STATE, &zero);
+    if (!c)
+        return;
+    c->id = id;
+    c->sock = p->sock;
+    c->pos = base;
+    c->left = total;
+    c->iov = p->buf;
+    c->iovcnt = p->iovcnt;
+    c->iov_idx = 0;
+    c->fd = p->fd;
+    c->dir = dir;
+    c->kind = p->kind;
+    c->cur_base = p->kind == BUF_PLAIN ? p->buf : 0;
+    c->cur_left = p->kind == BUF_PLAIN ? total : 0;
+    bpf_loop(MAX_CHUNKS + MAX_IOV, copy_chunk, 0, 0);
+    if (c->left)
+        lose(TL_LOSS_TRUNCATED_BYTES, c->left);
+}
+
+static __always_inline int data_enter(int fd, __u64 buf, __u64 iovcnt, __u32 kind, __u32 dir)
+{
+    __u64 id = bpf_get_current_pid_tgid();
+    if (ignored(id >> 32))
+        return 0;
+    __u64 sock = sock_of_fd(id, fd);
+    if (!sock)
+        return 0;
+    struct pending p = { .sock = sock, .buf = buf, .iovcnt = iovcnt, .fd = fd, .kind = kind, .dir = dir };
+    if (bpf_map_update_elem(&PENDING, &id, &p, BPF_ANY))
+        lose(TL_LOSS_PENDING_FULL, 1);
+    return 0;
+}
+
+static __always_inline int data_exit(long ret)
+{
+    __u64 id = bpf_get_current_pid_tgid();
+    struct pending *pp = bpf_map_lookup_elem(&PENDING, &id);
+    if (!pp)
+        return 0;
+    struct pending p = *pp;
+    bpf_map_delete_elem(&PENDING, &id);
+    if (ret <= 0)
+        return 0;
+    emit_data(id, &p, (__u64)ret);
+    return 0;
+}
+
+#define ARG(n) (ctx->args[n])
+
+SEC("tracepoint/syscalls/sys_enter_write")
+int tl_enter_write(struct trace_event_raw_sys_enter *ctx)
+{
+    return data_enter((int)ARG(0), ARG(1), 0, BUF_PLAIN, TL_EGRESS);
+}
+
+SEC("tracepoint/syscalls/sys_enter_sendto")
+int tl_enter_sendto(struct trace_event_raw_sys_enter *ctx)
+{
+    return data_enter((int)ARG(0), ARG(1), 0, BUF_PLAIN, TL_EGRESS);
+}
+
+SEC("tracepoint/syscalls/sys_enter_writev")
+int tl_enter_writev(struct trace_event_raw_sys_enter *ctx)
+{
+    return data_enter((int)ARG(0), ARG(1), ARG(2), BUF_IOV, TL_EGRESS);
+}
+
+SEC("tracepoint/syscalls/sys_enter_sendmsg")
+int tl_enter_sendmsg(struct trace_event_raw_sys_enter *ctx)
+{
+    struct user_msghdr m = {};
+    if (bpf_probe_read_user(&m, sizeof(m), (void *)ARG(1)))
+        return 0;
+    return data_enter((int)ARG(0), (__u64)m.msg_iov, m.msg_iovlen, BUF_IOV, TL_EGRESS);
+}
+
+SEC("tracepoint/syscalls/sys_enter_read")
+int tl_enter_read(struct trace_event_raw_sys_enter *ctx)
+{
+    return data_enter((int)ARG(0), ARG(1), 0, BUF_PLAIN, TL_INGRESS);
+}
+
+SEC("tracepoint/syscalls/sys_enter_recvfrom")
+int tl_enter_recvfrom(struct trace_event_raw_sys_enter *ctx)
+{
+    if (ARG(3) & MSG_PEEK)
+        return 0; /* peeked bytes are read again later */
+    return data_enter((int)ARG(0), ARG(1), 0, BUF_PLAIN, TL_INGRESS);
+}
+
+SEC("tracepoint/syscalls/sys_enter_readv")
+int tl_enter_readv(struct trace_event_raw_sys_enter *ctx)
+{
+    return data_enter((int)ARG(0), ARG(1), ARG(2), BUF_IOV, TL_INGRESS);
+}
+
+SEC("tracepoint/syscalls/sys_enter_recvmsg")
+int tl_enter_recvmsg(struct trace_event_raw_sys_enter *ctx)
+{
+    if (ARG(2) & MSG_PEEK)
+        return 0;
+    struct user_msghdr m = {};
+    if (bpf_probe_read_user(&m, sizeof(m), (void *)ARG(1)))
+        return 0;
+    return data_enter((int)ARG(0), (__u64)m.msg_iov, m.msg_iovlen, BUF_IOV, TL_INGRESS);
+}
+
+SEC("tracepoint/syscalls/sys_exit_write")
+int tl_exit_write(struct trace_event_raw_sys_exit *ctx) { return data_exit(ctx->ret); }
+SEC("tracepoint/syscalls/sys_exit_sendto")
+int tl_exit_sendto(struct trace_event_raw_sys_exit *ctx) { return data_exit(ctx->ret); }
+SEC("tracepoint/syscalls/sys_exit_writev")
+int tl_exit_writev(struct trace_event_raw_sys_exit *ctx) { return data_exit(ctx->ret); }
+SEC("tracepoint/syscalls/sys_exit_sendmsg")
+int tl_exit_sendmsg(struct trace_event_raw_sys_exit *ctx) { return data_exit(ctx->ret); }
+SEC("tracepoint/syscalls/sys_exit_read")
+int tl_exit_read(struct trace_event_raw_sys_exit *ctx) { return data_exit(ctx->ret); }
+SEC("tracepoint/syscalls/sys_exit_recvfrom")
+int tl_exit_recvfrom(struct trace_event_raw_sys_exit *ctx) { return data_exit(ctx->ret); }
+SEC("tracepoint/syscalls/sys_exit_readv")
+int tl_exit_readv(struct trace_event_raw_sys_exit *ctx) { return data_exit(ctx->ret); }
+SEC("tracepoint/syscalls/sys_exit_recvmsg")
+int tl_exit_recvmsg(struct trace_event_raw_sys_exit *ctx) { return data_exit(ctx->ret); }
+
+/* ---------------- connection lifecycle ---------------- */
+
+SEC("tracepoint/syscalls/sys_enter_connect")
+int tl_enter_connect(struct trace_event_raw_sys_enter *ctx)
+{
+    __u64 id = bpf_get_current_pid_tgid();
+    if (ignored(id >> 32))
+        return 0;
+    __s32 fd = (int)ARG(0);
+    bpf_map_update_elem(&CONNECTS, &id, &fd, BPF_ANY);
+    return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_connect")
+int tl_exit_connect(struct trace_event_raw_sys_exit *ctx)
+{
+    __u64 id = bpf_get_current_pid_tgid();
+    __s32 *fdp = bpf_map_lookup_elem(&CONNECTS, &id);
+    if (!fdp)
+        return 0;
+    int fd = *fdp;
+    bpf_map_delete_elem(&CONNECTS, &id);
+    if (ctx->ret != 0 && ctx->ret != -EINPROGRESS)
+        return 0;
+    struct file *f = fd_file(fd);
+    struct sock *sk = tcp_sock_of(f);
+    if (sk)
+        track(id, fd, f, sk, TL_ROLE_CLIENT, 1);
+    return 0;
+}
+
+static __always_inline int accept_exit(long ret)
+{
+    __u64 id = bpf_get_current_pid_tgid();
+    if (ignored(id >> 32) || ret < 0)
+        return 0;
+    int fd = (int)ret;
+    struct file *f = fd_file(fd);
+    struct sock *sk = tcp_sock_of(f);
+    if (sk)
+        track(id, fd, f, sk, TL_ROLE_SERVER, 1);
+    return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept")
+int tl_exit_accept(struct trace_event_raw_sys_exit *ctx) { return accept_exit(ctx->ret); }
+SEC("tracepoint/syscalls/sys_exit_accept4")
+int tl_exit_accept4(struct trace_event_raw_sys_exit *ctx) { return accept_exit(ctx->ret); }
+
+static __always_inline void emit_close(__u64 id, int fd, __u64 sock)
+{
+    struct sock_state *st = bpf_map_lookup_elem(&SOCKS, &sock);
+    if (!st)
+        return;
+    struct tl_close *c = bpf_ringbuf_reserve(&EVENTS, sizeof(*c), 0);
+    if (c) {
+        fill_hdr(&c->h, TL_CLOSE, id, fd);
+        c->sock = sock;
+        c->bytes_sent = st->pos[TL_EGRESS];
+        c->bytes_received = st->pos[TL_INGRESS];
+        bpf_ringbuf_submit(c, 0);
+    } else {
+        lose(TL_LOSS_RING_FULL_RECORDS, 1);
+    }
+    bpf_map_delete_elem(&SOCKS, &sock);
+}
+
+/* Number of references to a file (the closing descriptor's included). */
+static __always_inline __u64 file_refs(struct file *f)
+{
+    if (bpf_core_field_exists(f->f_ref)) {
+        /* file_ref_t stores count - 1 */
+        __s64 c = BPF_CORE_READ(f, f_ref.refcnt.counter);
+        return c < 0 ? 0 : (__u64)c + 1;
+    }
+    struct file___old *o = (void *)f;
+    return BPF_CORE_READ(o, f_count.counter);
+}
+
+SEC("tracepoint/syscalls/sys_enter_close")
+int tl_enter_close(struct trace_event_raw_sys_enter *ctx)
+{
+    __u64 id = bpf_get_current_pid_tgid();
+    int fd = (int)ARG(0);
+    __u64 key = (id & 0xffffffff00000000ULL) | (__u32)fd;
+    struct fd_entry *fe = bpf_map_lookup_elem(&FDS, &key);
+    if (!fe)
+        return 0;
+    __u64 sock = fe->sock;
+    __u64 file = fe->file;
+    bpf_map_delete_elem(&FDS, &key);
+    if (!sock || ignored(id >> 32))
+        return 0;
+    struct file *f = fd_file(fd);
+    /* Another holder (a forked child, a dup) keeps the socket open: its close comes later. */
+    if (!f || (__u64)f != file || file_refs(f) > 1)
+        return 0;
+    emit_close(id, fd, sock);
+    return 0;
+}
+
+/* dup2/dup3 replace the target descriptor without a close(): forget what it was. */
+static __always_inline int forget_fd(int fd)
+{
+    __u64 id = bpf_get_current_pid_tgid();
+    __u64 key = (id & 0xffffffff00000000ULL) | (__u32)fd;
+    bpf_map_delete_elem(&FDS, &key);
+    return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_dup2")
+int tl_enter_dup2(struct trace_event_raw_sys_enter *ctx) { return forget_fd((int)ARG(1)); }
+SEC("tracepoint/syscalls/sys_enter_dup3")
+int tl_enter_dup3(struct trace_event_raw_sys_enter *ctx) { return forget_fd((int)ARG(1)); }
+
+/* The socket reached TCP_CLOSE (after both FINs, a reset, or a close by the last holder,
+ * including process exit): its connection is over. */
+SEC("tracepoint/sock/inet_sock_set_state")
+int tl_sock_state(struct trace_event_raw_inet_sock_set_state *ctx)
+{
+    if (ctx->newstate != TCP_CLOSE_STATE || ctx->protocol != IPPROTO_TCP_NUM)
+        return 0;
+    __u64 sock = (__u64)ctx->skaddr;
+    emit_close(bpf_get_current_pid_tgid(), -1, sock);
+    return 0;
+}
+
+/* ---------------- processes ---------------- */
+
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(tl_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+{
+    __u64 id = bpf_get_current_pid_tgid();
+    if (ignored(id >> 32))
+        return 0;
+    struct tl_exec *e = bpf_ringbuf_reserve(&EVENTS, sizeof(*e), 0);
+    if (!e) {
+        lose(TL_LOSS_RING_FULL_RECORDS, 1);
+        return 0;
+    }
+    fill_hdr(&e->h, TL_EXEC, id, -1);
+    e->ppid = p->real_parent->tgid;
+    __u64 ug = bpf_get_current_uid_gid();
+    e->uid = (__u32)ug;
+    e->gid = ug >> 32;
+    e->cgroup_id = bpf_get_current_cgroup_id();
+    bpf_get_current_comm(e->comm, sizeof(e->comm));
+    long n = bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), bprm->filename);
+    e->filename_len = n > 0 ? n - 1 : 0;
+    bpf_ringbuf_submit(e, 0);
+    return 0;
+}
+
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(tl_fork, struct task_struct *parent, struct task_struct *child)
+{
+    if (child->pid != child->tgid)
+        return 0; /* a new thread, not a new process */
+    __u64 id = bpf_get_current_pid_tgid();
+    struct tl_fork *f = bpf_ringbuf_reserve(&EVENTS, sizeof(*f), 0);
+    if (!f) {
+        lose(TL_LOSS_RING_FULL_RECORDS, 1);
+        return 0;
+    }
+    fill_hdr(&f->h, TL_FORK, id, -1);
+    f->parent_pid = parent->tgid;
+    f->child_pid = child->tgid;
+    bpf_ringbuf_submit(f, 0);
+    return 0;
+}
+
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(tl_exit, struct task_struct *p, bool group_dead)
+{
+    if (!group_dead)
+        return 0; /* other threads of the process live on */
+    __u64 id = bpf_get_current_pid_tgid();
+    struct tl_exit *e = bpf_ringbuf_reserve(&EVENTS, sizeof(*e), 0);
+    if (!e) {
+        lose(TL_LOSS_RING_FULL_RECORDS, 1);
+        return 0;
+    }
+    fill_hdr(&e->h, TL_EXIT, id, -1);
+    bpf_ringbuf_submit(e, 0);
+    return 0;
+}

@@ -1,0 +1,229 @@
+//! Loads the kernel programs, attaches them, and owns their lifetime: dropping [`Probes`]
+//! detaches everything (aya links are file descriptors).
+
+use aya::maps::{MapData, PerCpuArray, RingBuf};
+use aya::programs::{BtfTracePoint, TracePoint};
+use aya::{Btf, Ebpf, EbpfLoader, include_bytes_aligned};
+use tracing::{debug, info};
+
+use crate::reader::RecordReader;
+
+static OBJECT: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tapline.bpf.o"));
+
+/// Syscall tracepoint programs: (program, tracepoint name in `syscalls/`).
+const SYSCALL_PROGRAMS: &[(&str, &str)] = &[
+    ("tl_enter_write", "sys_enter_write"),
+    ("tl_exit_write", "sys_exit_write"),
+    ("tl_enter_sendto", "sys_enter_sendto"),
+    ("tl_exit_sendto", "sys_exit_sendto"),
+    ("tl_enter_writev", "sys_enter_writev"),
+    ("tl_exit_writev", "sys_exit_writev"),
+    ("tl_enter_sendmsg", "sys_enter_sendmsg"),
+    ("tl_exit_sendmsg", "sys_exit_sendmsg"),
+    ("tl_enter_read", "sys_enter_read"),
+    ("tl_exit_read", "sys_exit_read"),
+    ("tl_enter_recvfrom", "sys_enter_recvfrom"),
+    ("tl_exit_recvfrom", "sys_exit_recvfrom"),
+    ("tl_enter_readv", "sys_enter_readv"),
+    ("tl_exit_readv", "sys_exit_readv"),
+    ("tl_enter_recvmsg", "sys_enter_recvmsg"),
+    ("tl_exit_recvmsg", "sys_exit_recvmsg"),
+    ("tl_enter_connect", "sys_enter_connect"),
+    ("tl_exit_connect", "sys_exit_connect"),
+    ("tl_exit_accept", "sys_exit_accept"),
+    ("tl_exit_accept4", "sys_exit_accept4"),
+    ("tl_enter_close", "sys_enter_close"),
+    ("tl_enter_dup2", "sys_enter_dup2"),
+    ("tl_enter_dup3", "sys_enter_dup3"),
+];
+
+/// BTF tracepoints: (program, tracepoint).
+const BTF_PROGRAMS: &[(&str, &str)] = &[
+    ("tl_exec", "sched_process_exec"),
+    ("tl_fork", "sched_process_fork"),
+    ("tl_exit", "sched_process_exit"),
+];
+
+/// Stable names of the kernel's loss counters (index = `enum tl_loss` in record.h).
+pub const LOSS_REASONS: &[&str] = &[
+    "ring_full_records",
+    "ring_full_bytes",
+    "read_failed_bytes",
+    "truncated_bytes",
+    "pending_full",
+    "socket_table_full",
+];
+
+/// How to load the probes.
+#[derive(Debug, Clone)]
+pub struct ProbeConfig {
+    /// The agent's own pid: its traffic is never captured. 0 ignores nobody.
+    pub self_pid: u32,
+    /// Ring-buffer size in bytes (a power of two, at least one page).
+    pub ring_buffer_bytes: u32,
+}
+
+impl Default for ProbeConfig {
+    fn default() -> Self {
+        ProbeConfig { self_pid: std::process::id(), ring_buffer_bytes: 16 << 20 }
+    }
+}
+
+/// Why the probes could not be loaded or attached.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The object failed to load (verifier, BTF, permissions).
+    #[error("loading the kernel programs failed: {0}")]
+    Load(#[from] aya::EbpfError),
+    /// A program failed to load or attach.
+    #[error("program `{program}` ({target}) failed: {source}")]
+    Program {
+        /// The program.
+        program: &'static str,
+        /// What it attaches to.
+        target: &'static str,
+        /// Why.
+        source: aya::programs::ProgramError,
+    },
+    /// A map is missing or of the wrong type.
+    #[error("map `{name}`: {reason}")]
+    Map {
+        /// The map.
+        name: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// The kernel's BTF could not be read.
+    #[error("reading the kernel BTF failed: {0}")]
+    Btf(#[from] aya::BtfError),
+    /// tracefs is not mounted and could not be mounted.
+    #[error("tracefs is not mounted and mounting it at /sys/kernel/tracing failed: {0}")]
+    Tracefs(std::io::Error),
+    /// The reader was already taken.
+    #[error("the ring-buffer reader was already taken")]
+    ReaderTaken,
+    /// Registering the ring buffer with the async runtime failed.
+    #[error("watching the ring buffer failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Kernel-side losses, summed over CPUs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LossCounters {
+    /// (reason, total) in a stable order.
+    pub by_reason: Vec<(&'static str, u64)>,
+}
+
+impl LossCounters {
+    /// The total of one reason.
+    pub fn get(&self, reason: &str) -> u64 {
+        self.by_reason.iter().find(|(r, _)| *r == reason).map(|(_, n)| *n).unwrap_or(0)
+    }
+}
+
+/// The loaded and attached kernel programs. Dropping it detaches them all.
+pub struct Probes {
+    ebpf: Ebpf,
+    attached: Vec<String>,
+    loss: PerCpuArray<MapData, u64>,
+}
+
+/// Mounts tracefs at /sys/kernel/tracing when no tracefs is mounted (tracepoint attach needs
+/// it; minimal VMs and containers often boot without it).
+fn ensure_tracefs() -> Result<(), LoadError> {
+    let mounted = std::fs::read_to_string("/proc/mounts")
+        .map(|m| m.lines().any(|l| l.split_whitespace().nth(2) == Some("tracefs")))
+        .unwrap_or(false);
+    if mounted {
+        return Ok(());
+    }
+    let target = c"/sys/kernel/tracing";
+    // SAFETY: mount(2) with valid NUL-terminated strings and no data argument.
+    let rc = unsafe { libc::mount(c"tracefs".as_ptr(), target.as_ptr(), c"tracefs".as_ptr(), 0, std::ptr::null()) };
+    if rc != 0 {
+        return Err(LoadError::Tracefs(std::io::Error::last_os_error()));
+    }
+    info!("mounted tracefs at /sys/kernel/tracing");
+    Ok(())
+}
+
+impl Probes {
+    /// Loads the object, sets the globals and attaches every program.
+    pub fn load(cfg: &ProbeConfig) -> Result<Probes, LoadError> {
+        ensure_tracefs()?;
+        let ring = cfg.ring_buffer_bytes.max(4096).next_power_of_two();
+        let mut ebpf = EbpfLoader::new()
+            .override_global("self_tgid", &cfg.self_pid, true)
+            .map_max_entries("EVENTS", ring)
+            .load(OBJECT)?;
+        let mut attached = Vec::new();
+        for &(program, target) in SYSCALL_PROGRAMS {
+            let err = |source| LoadError::Program { program, target, source };
+            let p: &mut TracePoint = ebpf
+                .program_mut(program)
+                .ok_or_else(|| LoadError::Map { name: "programs", reason: format!("`{program}` missing") })?
+                .try_into()
+                .map_err(err)?;
+            p.load().map_err(err)?;
+            p.attach("syscalls", target).map_err(err)?;
+            debug!(program, target, "attached");
+            attached.push(format!("tracepoint/syscalls/{target}"));
+        }
+        {
+            let (program, target) = ("tl_sock_state", "inet_sock_set_state");
+            let err = |source| LoadError::Program { program, target, source };
+            let p: &mut TracePoint = ebpf
+                .program_mut(program)
+                .ok_or_else(|| LoadError::Map { name: "programs", reason: format!("`{program}` missing") })?
+                .try_into()
+                .map_err(err)?;
+            p.load().map_err(err)?;
+            p.attach("sock", target).map_err(err)?;
+            attached.push(format!("tracepoint/sock/{target}"));
+        }
+        let btf = Btf::from_sys_fs()?;
+        for &(program, target) in BTF_PROGRAMS {
+            let err = |source| LoadError::Program { program, target, source };
+            let p: &mut BtfTracePoint = ebpf
+                .program_mut(program)
+                .ok_or_else(|| LoadError::Map { name: "programs", reason: format!("`{program}` missing") })?
+                .try_into()
+                .map_err(err)?;
+            p.load(target, &btf).map_err(err)?;
+            p.attach().map_err(err)?;
+            attached.push(format!("tp_btf/{target}"));
+        }
+        let loss_map = ebpf
+            .take_map("LOSS")
+            .ok_or_else(|| LoadError::Map { name: "LOSS", reason: "missing".into() })?;
+        let loss = PerCpuArray::try_from(loss_map)
+            .map_err(|e| LoadError::Map { name: "LOSS", reason: e.to_string() })?;
+        info!(programs = attached.len(), ring_bytes = ring, "kernel programs attached");
+        Ok(Probes { ebpf, attached, loss })
+    }
+
+    /// What is attached, e.g. `tracepoint/syscalls/sys_enter_write`.
+    pub fn attached(&self) -> &[String] {
+        &self.attached
+    }
+
+    /// Takes the ring-buffer reader (once). Needs a tokio runtime.
+    pub fn take_reader(&mut self) -> Result<RecordReader, LoadError> {
+        let map = self.ebpf.take_map("EVENTS").ok_or(LoadError::ReaderTaken)?;
+        let ring = RingBuf::try_from(map).map_err(|e| LoadError::Map { name: "EVENTS", reason: e.to_string() })?;
+        Ok(RecordReader::new(ring)?)
+    }
+
+    /// The kernel's loss counters, summed over CPUs.
+    pub fn loss_counters(&self) -> Result<LossCounters, LoadError> {
+        let mut by_reason = Vec::with_capacity(LOSS_REASONS.len());
+        for (i, reason) in LOSS_REASONS.iter().enumerate() {
+            let v = self
+                .loss
+                .get(&(i as u32), 0)
+                .map_err(|e| LoadError::Map { name: "LOSS", reason: e.to_string() })?;
+            by_reason.push((*reason, v.iter().sum()));
+        }
+        Ok(LossCounters { by_reason })
+    }
+}

@@ -1,0 +1,45 @@
+//! Reads the ring buffer from tokio: waits until the kernel signals data, then drains it.
+
+use aya::maps::{MapData, RingBuf};
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
+
+use crate::record::{DecodeError, Record};
+
+/// The ring-buffer consumer.
+pub struct RecordReader {
+    ring: AsyncFd<RingBuf<MapData>>,
+}
+
+impl RecordReader {
+    pub(crate) fn new(ring: RingBuf<MapData>) -> std::io::Result<Self> {
+        // SAFETY: the RingBuf owns its map fd and lives as long as the AsyncFd (it is moved into it).
+        let ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }.map_err(std::io::Error::from)?;
+        Ok(Self { ring })
+    }
+
+    /// Waits until the ring is readable, then drains every available record, calling `f`
+    /// for each. Returns how many records were drained.
+    pub async fn next_batch<F: FnMut(Result<Record<'_>, DecodeError>)>(&mut self, mut f: F) -> std::io::Result<usize> {
+        let mut guard = self.ring.readable_mut().await?;
+        let ring = guard.get_inner_mut();
+        let mut n = 0;
+        while let Some(item) = ring.next() {
+            n += 1;
+            f(Record::decode(&item));
+        }
+        guard.clear_ready();
+        Ok(n)
+    }
+
+    /// Drains what is available now without waiting.
+    pub fn drain_now<F: FnMut(Result<Record<'_>, DecodeError>)>(&mut self, mut f: F) -> usize {
+        let ring = self.ring.get_mut();
+        let mut n = 0;
+        while let Some(item) = ring.next() {
+            n += 1;
+            f(Record::decode(&item));
+        }
+        n
+    }
+}

@@ -1,0 +1,392 @@
+//! Ring-buffer records: `#[repr(C)]` mirrors of `src/bpf/record.h` and their decoding into
+//! typed [`Record`]s. Decoding never panics: short or unknown records are errors.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+/// Direction of bytes relative to the traced process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// Written by the process.
+    Egress,
+    /// Read by the process.
+    Ingress,
+}
+
+/// Which end of the connection the process is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// It called connect().
+    Client,
+    /// It accepted the connection.
+    Server,
+    /// The socket was first seen in a data call (opened before tapline started, or inherited).
+    Unknown,
+}
+
+/// Where the bytes of a data record come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataSource {
+    /// The socket syscalls (plaintext, or TLS ciphertext).
+    Syscall,
+    /// A TLS library's plaintext (uprobes).
+    Tls,
+}
+
+/// A decoded ring-buffer record. Byte slices borrow the ring buffer.
+#[derive(Debug)]
+pub enum Record<'a> {
+    /// A process called exec.
+    Exec {
+        /// Kernel time (CLOCK_MONOTONIC ns).
+        ts_ns: u64,
+        /// Process id (tgid).
+        pid: u32,
+        /// Parent process id.
+        ppid: u32,
+        /// User id.
+        uid: u32,
+        /// Group id.
+        gid: u32,
+        /// cgroup v2 id.
+        cgroup_id: u64,
+        /// The path given to exec (not resolved).
+        filename: &'a [u8],
+        /// Command name (NUL-padded).
+        comm: [u8; 16],
+    },
+    /// A new process (not a thread) was forked.
+    Fork {
+        /// Kernel time.
+        ts_ns: u64,
+        /// Parent tgid.
+        parent_pid: u32,
+        /// Child tgid.
+        child_pid: u32,
+    },
+    /// A process (its last thread) exited.
+    Exit {
+        /// Kernel time.
+        ts_ns: u64,
+        /// tgid.
+        pid: u32,
+    },
+    /// A TCP socket was connected, accepted, or first seen.
+    Open {
+        /// Kernel time.
+        ts_ns: u64,
+        /// tgid.
+        pid: u32,
+        /// Thread id.
+        tid: u32,
+        /// Descriptor.
+        fd: i32,
+        /// Socket id (the kernel `struct sock` address; unique while the socket lives).
+        sock: u64,
+        /// Client, server or unknown.
+        role: Role,
+        /// Local address.
+        local: SocketAddr,
+        /// Peer address.
+        remote: SocketAddr,
+        /// User id.
+        uid: u32,
+        /// Group id.
+        gid: u32,
+        /// cgroup v2 id.
+        cgroup_id: u64,
+        /// Command name.
+        comm: [u8; 16],
+    },
+    /// Bytes read or written on a tracked socket.
+    Data {
+        /// Kernel time.
+        ts_ns: u64,
+        /// tgid.
+        pid: u32,
+        /// Thread id.
+        tid: u32,
+        /// Descriptor.
+        fd: i32,
+        /// Socket id.
+        sock: u64,
+        /// Egress or ingress.
+        dir: Direction,
+        /// Syscall or TLS plaintext.
+        source: DataSource,
+        /// Offset of `bytes[0]` in this direction of this socket.
+        pos: u64,
+        /// The bytes.
+        bytes: &'a [u8],
+    },
+    /// A tracked socket closed.
+    Close {
+        /// Kernel time.
+        ts_ns: u64,
+        /// tgid (0 or unrelated when the close came from the network stack).
+        pid: u32,
+        /// Descriptor (-1 when not from close()).
+        fd: i32,
+        /// Socket id.
+        sock: u64,
+        /// Final egress position.
+        bytes_sent: u64,
+        /// Final ingress position.
+        bytes_received: u64,
+    },
+}
+
+/// Why a record could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// Shorter than its fixed part.
+    #[error("record of kind {kind} is {len} bytes, shorter than {need}")]
+    Short {
+        /// The kind.
+        kind: u32,
+        /// Its length.
+        len: usize,
+        /// Needed.
+        need: usize,
+    },
+    /// Unknown kind.
+    #[error("unknown record kind {0}")]
+    UnknownKind(u32),
+}
+
+impl Record<'_> {
+    /// The kernel timestamp of any record.
+    pub fn ts_ns(&self) -> u64 {
+        match self {
+            Record::Exec { ts_ns, .. }
+            | Record::Fork { ts_ns, .. }
+            | Record::Exit { ts_ns, .. }
+            | Record::Open { ts_ns, .. }
+            | Record::Data { ts_ns, .. }
+            | Record::Close { ts_ns, .. } => *ts_ns,
+        }
+    }
+}
+
+// Layout constants (see record.h); checked against the C sizes in tests.
+pub(crate) const HDR: usize = 24;
+pub(crate) const EXEC_LEN: usize = HDR + 24 + 16 + 256;
+pub(crate) const FORK_LEN: usize = HDR + 8;
+pub(crate) const EXIT_LEN: usize = HDR;
+pub(crate) const OPEN_LEN: usize = HDR + 8 + 4 + 2 + 2 + 2 + 2 + 4 + 4 + 4 + 8 + 16 + 16 + 16;
+pub(crate) const DATA_HDR_LEN: usize = HDR + 8 + 8 + 4 + 4;
+pub(crate) const CLOSE_LEN: usize = HDR + 24;
+
+const KIND_EXEC: u32 = 1;
+const KIND_FORK: u32 = 2;
+const KIND_EXIT: u32 = 3;
+const KIND_OPEN: u32 = 4;
+const KIND_DATA: u32 = 5;
+const KIND_CLOSE: u32 = 6;
+
+/// A little-endian reader over a record with checked offsets.
+struct Fields<'a>(&'a [u8]);
+
+impl<'a> Fields<'a> {
+    fn bytes<const N: usize>(&self, off: usize) -> [u8; N] {
+        let mut out = [0u8; N];
+        if let Some(s) = self.0.get(off..off + N) {
+            out.copy_from_slice(s);
+        }
+        out
+    }
+    fn u16(&self, off: usize) -> u16 {
+        u16::from_ne_bytes(self.bytes(off))
+    }
+    fn u32(&self, off: usize) -> u32 {
+        u32::from_ne_bytes(self.bytes(off))
+    }
+    fn i32(&self, off: usize) -> i32 {
+        i32::from_ne_bytes(self.bytes(off))
+    }
+    fn u64(&self, off: usize) -> u64 {
+        u64::from_ne_bytes(self.bytes(off))
+    }
+    fn slice(&self, off: usize, len: usize) -> &'a [u8] {
+        self.0.get(off..off.saturating_add(len)).unwrap_or(&[])
+    }
+}
+
+fn addr(family: u16, raw: [u8; 16], port: u16) -> SocketAddr {
+    let ip = if family == libc::AF_INET6 as u16 {
+        IpAddr::V6(Ipv6Addr::from(raw))
+    } else {
+        IpAddr::V4(Ipv4Addr::new(raw[0], raw[1], raw[2], raw[3]))
+    };
+    SocketAddr::new(ip, port)
+}
+
+impl<'a> Record<'a> {
+    /// Decodes one raw ring-buffer record.
+    pub fn decode(raw: &'a [u8]) -> Result<Record<'a>, DecodeError> {
+        let f = Fields(raw);
+        if raw.len() < HDR {
+            return Err(DecodeError::Short { kind: 0, len: raw.len(), need: HDR });
+        }
+        let kind = f.u32(0);
+        let need = match kind {
+            KIND_EXEC => EXEC_LEN,
+            KIND_FORK => FORK_LEN,
+            KIND_EXIT => EXIT_LEN,
+            KIND_OPEN => OPEN_LEN,
+            KIND_DATA => DATA_HDR_LEN,
+            KIND_CLOSE => CLOSE_LEN,
+            k => return Err(DecodeError::UnknownKind(k)),
+        };
+        if raw.len() < need {
+            return Err(DecodeError::Short { kind, len: raw.len(), need });
+        }
+        let (pid, tid, fd, ts_ns) = (f.u32(4), f.u32(8), f.i32(12), f.u64(16));
+        Ok(match kind {
+            KIND_EXEC => {
+                let len = (f.u32(HDR + 12) as usize).min(256);
+                Record::Exec {
+                    ts_ns,
+                    pid,
+                    ppid: f.u32(HDR),
+                    uid: f.u32(HDR + 4),
+                    gid: f.u32(HDR + 8),
+                    cgroup_id: f.u64(HDR + 16),
+                    comm: f.bytes(HDR + 24),
+                    filename: f.slice(HDR + 40, len),
+                }
+            }
+            KIND_FORK => Record::Fork { ts_ns, parent_pid: f.u32(HDR), child_pid: f.u32(HDR + 4) },
+            KIND_EXIT => Record::Exit { ts_ns, pid },
+            KIND_OPEN => {
+                let family = f.u16(HDR + 12);
+                let role = match f.u32(HDR + 8) {
+                    1 => Role::Client,
+                    2 => Role::Server,
+                    _ => Role::Unknown,
+                };
+                Record::Open {
+                    ts_ns,
+                    pid,
+                    tid,
+                    fd,
+                    sock: f.u64(HDR),
+                    role,
+                    local: addr(family, f.bytes(HDR + 40), f.u16(HDR + 14)),
+                    remote: addr(family, f.bytes(HDR + 56), f.u16(HDR + 16)),
+                    uid: f.u32(HDR + 20),
+                    gid: f.u32(HDR + 24),
+                    cgroup_id: f.u64(HDR + 32),
+                    comm: f.bytes(HDR + 72),
+                }
+            }
+            KIND_DATA => {
+                let len = f.u32(HDR + 16) as usize;
+                let bytes = raw.get(DATA_HDR_LEN..DATA_HDR_LEN.saturating_add(len)).ok_or(DecodeError::Short {
+                    kind,
+                    len: raw.len(),
+                    need: DATA_HDR_LEN.saturating_add(len),
+                })?;
+                Record::Data {
+                    ts_ns,
+                    pid,
+                    tid,
+                    fd,
+                    sock: f.u64(HDR),
+                    pos: f.u64(HDR + 8),
+                    dir: if raw[HDR + 20] == 0 { Direction::Egress } else { Direction::Ingress },
+                    source: if raw[HDR + 21] == 0 { DataSource::Syscall } else { DataSource::Tls },
+                    bytes,
+                }
+            }
+            _ => Record::Close {
+                ts_ns,
+                pid,
+                fd,
+                sock: f.u64(HDR),
+                bytes_sent: f.u64(HDR + 8),
+                bytes_received: f.u64(HDR + 16),
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn hdr(kind: u32) -> Vec<u8> {
+        let mut v = Vec::new();
+        v.extend_from_slice(&kind.to_ne_bytes());
+        v.extend_from_slice(&42u32.to_ne_bytes());
+        v.extend_from_slice(&43u32.to_ne_bytes());
+        v.extend_from_slice(&7i32.to_ne_bytes());
+        v.extend_from_slice(&1_000u64.to_ne_bytes());
+        v
+    }
+
+    #[test]
+    fn data_record_decodes_and_bounds_its_payload() {
+        let mut v = hdr(KIND_DATA);
+        v.extend_from_slice(&0xdeadu64.to_ne_bytes());
+        v.extend_from_slice(&100u64.to_ne_bytes());
+        v.extend_from_slice(&3u32.to_ne_bytes());
+        v.extend_from_slice(&[1, 0, 0, 0]);
+        v.extend_from_slice(b"abc");
+        match Record::decode(&v) {
+            Ok(Record::Data { pid: 42, tid: 43, fd: 7, sock: 0xdead, pos: 100, dir: Direction::Ingress, bytes, .. }) => {
+                assert_eq!(bytes, b"abc")
+            }
+            other => panic!("{other:?}"),
+        }
+        v.pop();
+        assert!(matches!(Record::decode(&v), Err(DecodeError::Short { .. })), "payload shorter than len");
+    }
+
+    #[test]
+    fn open_record_addresses() {
+        let mut v = hdr(KIND_OPEN);
+        v.extend_from_slice(&1u64.to_ne_bytes()); // sock
+        v.extend_from_slice(&1u32.to_ne_bytes()); // role
+        v.extend_from_slice(&2u16.to_ne_bytes()); // AF_INET
+        v.extend_from_slice(&5000u16.to_ne_bytes());
+        v.extend_from_slice(&80u16.to_ne_bytes());
+        v.extend_from_slice(&[0; 2]);
+        v.extend_from_slice(&0u32.to_ne_bytes());
+        v.extend_from_slice(&0u32.to_ne_bytes());
+        v.extend_from_slice(&[0; 4]);
+        v.extend_from_slice(&9u64.to_ne_bytes());
+        let mut l = [0u8; 16];
+        l[..4].copy_from_slice(&[127, 0, 0, 1]);
+        let mut r = [0u8; 16];
+        r[..4].copy_from_slice(&[198, 51, 100, 2]);
+        v.extend_from_slice(&l);
+        v.extend_from_slice(&r);
+        v.extend_from_slice(b"curl\0\0\0\0\0\0\0\0\0\0\0\0");
+        assert_eq!(v.len(), OPEN_LEN);
+        match Record::decode(&v) {
+            Ok(Record::Open { role: Role::Client, local, remote, cgroup_id: 9, comm, .. }) => {
+                assert_eq!(local.to_string(), "127.0.0.1:5000");
+                assert_eq!(remote.to_string(), "198.51.100.2:80");
+                assert_eq!(&comm[..4], b"curl");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn garbage_is_an_error() {
+        assert!(Record::decode(&[]).is_err());
+        assert!(matches!(Record::decode(&hdr(99)), Err(DecodeError::UnknownKind(99))));
+        assert!(matches!(Record::decode(&hdr(KIND_OPEN)), Err(DecodeError::Short { .. })));
+    }
+
+    proptest! {
+        #[test]
+        fn decode_never_panics(raw in proptest::collection::vec(any::<u8>(), 0..600), kind in 0u32..8) {
+            let mut v = raw;
+            if v.len() >= 4 { v[..4].copy_from_slice(&kind.to_ne_bytes()); }
+            let _ = Record::decode(&v);
+        }
+    }
+}
