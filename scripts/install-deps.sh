@@ -14,3 +14,9 @@ if [ "${#need_apt[@]}" -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
+
+# Python clients used by the end-to-end tests (the python3 on PATH, which may be pyenv's).
+if ! python3 -c 'import requests' 2>/dev/null; then
+  echo "install-deps: pip install requests" >&2
+  python3 -m pip install -q --disable-pip-version-check requests
+fi

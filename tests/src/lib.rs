@@ -1,1 +1,334 @@
-//! End-to-end test harness.
+//! End-to-end test harness: starts the real `tapline` binary (real eBPF, as root), real
+//! servers and clients, collects the NDJSON it prints, fetches stored objects, and runs
+//! the data-model checker from `../shared/spec/check-events.py` on what was captured.
+//!
+//! Capture is system-wide, so every test filters the events it asserts on by port, pid or
+//! marker, and tests that load probes take [`probe_lock`] so they run one at a time.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+
+/// The workspace root (parent of `tests/`).
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+/// The `tapline` binary under test: `$TAPLINE_BIN`, else `target/debug/tapline`.
+pub fn bin_path() -> PathBuf {
+    if let Ok(p) = std::env::var("TAPLINE_BIN") {
+        return PathBuf::from(p);
+    }
+    let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| workspace().join("target"));
+    target.join("debug").join("tapline")
+}
+
+/// The data-model checker shipped beside the repo.
+pub fn checker_path() -> PathBuf {
+    workspace().join("../shared/spec/check-events.py")
+}
+
+/// A test fixture file.
+pub fn fixture(name: &str) -> PathBuf {
+    workspace().join("tests/fixtures").join(name)
+}
+
+/// An exclusive lock held by every test that loads probes (they see each other's traffic
+/// and share the kernel); released on drop.
+pub struct ProbeLock(#[allow(dead_code)] File);
+
+/// Takes the machine-wide probe lock (blocks until free).
+pub fn probe_lock() -> ProbeLock {
+    let f = File::create("/tmp/tapline-probe-tests.lock").expect("create lock file");
+    // SAFETY: flock on a file descriptor we own; it is released when the File is closed.
+    let rc = unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&f), libc::LOCK_EX) };
+    assert_eq!(rc, 0, "flock failed");
+    ProbeLock(f)
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+/// A running agent.
+pub struct Agent {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+    reader: Option<JoinHandle<()>>,
+    /// Its data directory (local object store under `objects/`).
+    data_dir: Option<tempfile::TempDir>,
+    /// The address of its /metrics endpoint.
+    pub http: String,
+    stderr_path: PathBuf,
+    config: Option<PathBuf>,
+}
+
+/// What a stopped agent left behind.
+pub struct Stopped {
+    /// Exit status.
+    pub status: ExitStatus,
+    /// Every stdout line.
+    pub lines: Vec<String>,
+    /// Its stderr.
+    pub stderr: String,
+    /// Its data directory.
+    pub data_dir: tempfile::TempDir,
+}
+
+impl Agent {
+    /// Starts the agent with an optional config (YAML text) and extra arguments, and waits for /readyz.
+    pub fn start(config: Option<&str>, extra: &[&str]) -> Result<Agent> {
+        let data_dir = tempfile::tempdir()?;
+        let port = free_port();
+        let http = format!("127.0.0.1:{port}");
+        let mut cmd = Command::new(bin_path());
+        cmd.arg("--data-dir").arg(data_dir.path()).arg("--http-listen").arg(&http).arg("--log-level").arg("info");
+        let config_path = match config {
+            Some(yaml) => {
+                let p = data_dir.path().join("qtap.yaml");
+                std::fs::write(&p, yaml)?;
+                cmd.arg("--config").arg(&p);
+                Some(p)
+            }
+            None => None,
+        };
+        cmd.args(extra);
+        let stderr_path = data_dir.path().join("agent.stderr");
+        cmd.stdout(Stdio::piped()).stderr(File::create(&stderr_path)?).stdin(Stdio::null());
+        let mut child = cmd.spawn().with_context(|| format!("spawn {}", bin_path().display()))?;
+        let stdout = child.stdout.take().context("stdout")?;
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                match line {
+                    Ok(l) => sink.lock().expect("lines").push(l),
+                    Err(_) => break,
+                }
+            }
+        });
+        let mut agent =
+            Agent { child, lines, reader: Some(reader), data_dir: Some(data_dir), http, stderr_path, config: config_path };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = agent.child.try_wait() {
+                bail!("agent exited during start-up ({status}): {}", agent.stderr());
+            }
+            if http_get(&agent.http, "/readyz").map(|(code, _)| code == 200).unwrap_or(false) {
+                return Ok(agent);
+            }
+            if Instant::now() > deadline {
+                bail!("agent not ready after 30 s: {}", agent.stderr());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The agent's stderr so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// Every envelope printed so far, parsed.
+    pub fn events(&self) -> Vec<Value> {
+        let lines = self.lines.lock().expect("lines").clone();
+        lines.iter().filter_map(|l| serde_json::from_str(l).ok()).collect()
+    }
+
+    /// Waits until `pred` holds on the events printed so far.
+    pub fn wait_for(&self, timeout: Duration, what: &str, pred: impl Fn(&[Value]) -> bool) -> Result<Vec<Value>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let ev = self.events();
+            if pred(&ev) {
+                return Ok(ev);
+            }
+            if Instant::now() > deadline {
+                bail!("timed out waiting for {what}; {} events so far; stderr:\n{}", ev.len(), self.stderr());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// GETs a path of the agent's HTTP endpoint.
+    pub fn get(&self, path: &str) -> Result<(u16, String)> {
+        http_get(&self.http, path)
+    }
+
+    /// The agent's data directory.
+    pub fn data_dir(&self) -> &Path {
+        self.data_dir.as_ref().map(|d| d.path()).unwrap_or(Path::new("/nonexistent"))
+    }
+
+    /// Runs `tapline fetch` for `digest` against this agent's stores.
+    pub fn fetch(&self, digest: &str) -> Result<Vec<u8>> {
+        let mut cmd = Command::new(bin_path());
+        cmd.arg("--data-dir").arg(self.data_dir());
+        if let Some(c) = &self.config {
+            cmd.arg("--config").arg(c);
+        }
+        let out = cmd.arg("fetch").arg(digest).stderr(Stdio::piped()).output()?;
+        if !out.status.success() {
+            bail!("fetch {digest} failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(out.stdout)
+    }
+
+    /// The agent's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM and waits for the agent to exit.
+    pub fn stop(mut self) -> Result<Stopped> {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(s) = self.child.try_wait()? {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                bail!("agent did not exit within 30 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+        let lines = self.lines.lock().expect("lines").clone();
+        let stderr = self.stderr();
+        Ok(Stopped { status, lines, stderr, data_dir: self.data_dir.take().context("data dir")? })
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Stopped {
+    /// Parsed envelopes.
+    pub fn events(&self) -> Vec<Value> {
+        self.lines.iter().filter_map(|l| serde_json::from_str(l).ok()).collect()
+    }
+
+    /// Writes the stdout lines to `events.ndjson` in the data dir and runs the data-model
+    /// checker on them and on the local object store's objects. Fails on any error it reports.
+    pub fn check_data_model(&self) -> Result<String> {
+        let events = self.data_dir.path().join("events.ndjson");
+        let objects = self.data_dir.path().join("objects");
+        let objects = objects.exists().then_some(objects);
+        let mut f = File::create(&events)?;
+        for l in &self.lines {
+            writeln!(f, "{l}")?;
+        }
+        let checker = checker_path();
+        if !checker.exists() {
+            bail!("the data-model checker {} is missing (../shared must sit beside the repo)", checker.display());
+        }
+        let mut cmd = Command::new("python3");
+        cmd.arg(&checker).arg(&events);
+        if let Some(o) = &objects {
+            cmd.arg("--objects").arg(o);
+        }
+        let out = cmd.output()?;
+        let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        if !out.status.success() {
+            bail!("check-events.py failed:\n{report}");
+        }
+        Ok(report)
+    }
+}
+
+/// A minimal HTTP/1.0 GET (the agent's own endpoint; no client library needed).
+pub fn http_get(addr: &str, path: &str) -> Result<(u16, String)> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf)?;
+    let code = buf.split_whitespace().nth(1).and_then(|c| c.parse().ok()).context("status")?;
+    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Ok((code, body))
+}
+
+/// A child process killed on drop.
+pub struct Proc {
+    /// The child.
+    pub child: Child,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The test HTTP server (tests/fixtures/http_server.py) on `host`; returns it and its port.
+pub fn start_http_server(host: &str) -> Result<(Proc, u16)> {
+    let mut child = Command::new("python3")
+        .arg(fixture("http_server.py"))
+        .arg(host)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let mut out = BufReader::new(child.stdout.take().context("stdout")?);
+    let mut line = String::new();
+    out.read_line(&mut line)?;
+    let port = line.trim().parse().with_context(|| format!("server printed {line:?}"))?;
+    Ok((Proc { child }, port))
+}
+
+/// The `item` of every envelope of event kind `kind`.
+pub fn items<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    events.iter().filter(|e| e["event"] == kind).map(|e| &e["item"]).collect()
+}
+
+/// Connection events whose destination port is `port` and whose direction is `direction`.
+pub fn connections_to<'a>(events: &'a [Value], port: u16, direction: &str) -> Vec<&'a Value> {
+    items(events, "connection")
+        .into_iter()
+        .filter(|c| c["destination"]["address"]["port"] == port && c["direction"] == direction)
+        .collect()
+}
+
+/// artifact_records of a connection id.
+pub fn artifacts_of<'a>(events: &'a [Value], connection_id: &str) -> Vec<&'a Value> {
+    items(events, "artifact_record").into_iter().filter(|a| a["connectionId"] == connection_id).collect()
+}
+
+/// SHA-1 hex of bytes.
+pub fn sha1_hex(b: &[u8]) -> String {
+    use sha1::Digest;
+    let d = sha1::Sha1::digest(b);
+    d.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Runs a command to completion, failing with its stderr when it fails.
+pub fn run(cmd: &mut Command) -> Result<std::process::Output> {
+    let out = cmd.stdin(Stdio::null()).output().with_context(|| format!("run {cmd:?}"))?;
+    if !out.status.success() {
+        bail!("{cmd:?} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(out)
+}
+
+/// Decodes a base64 body.
+pub fn b64(s: &Value) -> Vec<u8> {
+    use base64::Engine;
+    s.as_str().and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok()).unwrap_or_default()
+}

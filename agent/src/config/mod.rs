@@ -1,1 +1,340 @@
-//! config
+//! Configuration: qtap.yaml, loaded unchanged. Type errors name the key path and what was
+//! expected; unknown keys and keys tapline does not support yet are warned about, one
+//! warning each, never silently ignored.
+
+mod model;
+mod unsupported;
+
+pub use model::*;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// How much of a transaction is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum CaptureLevel {
+    /// Nothing is stored.
+    None,
+    /// Metadata, method, URL, status, duration.
+    Summary,
+    /// Summary plus headers (`details` is an alias).
+    Headers,
+    /// Headers plus bodies.
+    Full,
+}
+
+impl From<LevelName> for CaptureLevel {
+    fn from(l: LevelName) -> Self {
+        match l {
+            LevelName::None => CaptureLevel::None,
+            LevelName::Summary => CaptureLevel::Summary,
+            LevelName::Details | LevelName::Headers => CaptureLevel::Headers,
+            LevelName::Full => CaptureLevel::Full,
+        }
+    }
+}
+
+/// A configuration problem that stops the agent (exit 2).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{origin}: cannot read the configuration: {source}")]
+    Read {
+        /// The file.
+        origin: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A value has the wrong type or is not one of the allowed values.
+    #[error("{origin}: {path}: {message}")]
+    Invalid {
+        /// The file.
+        origin: String,
+        /// Key path, e.g. `tap.direction`.
+        path: String,
+        /// What was expected.
+        message: String,
+    },
+}
+
+/// Something worth a warning that does not stop the agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigWarning {
+    /// Key path.
+    pub path: String,
+    /// The message.
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigWarning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "config: {}: {}", self.path, self.message)
+    }
+}
+
+/// A parsed configuration and its warnings.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// Where it came from.
+    pub origin: String,
+    /// The configuration.
+    pub config: Config,
+    /// One warning per ignored or not-yet-supported key.
+    pub warnings: Vec<ConfigWarning>,
+}
+
+/// Renders a serde_ignored path as `a.b[0].c`.
+fn ignored_path(p: &serde_ignored::Path<'_>) -> String {
+    use serde_ignored::Path as P;
+    match p {
+        P::Root => String::new(),
+        P::Seq { parent, index } => format!("{}[{index}]", ignored_path(parent)),
+        P::Map { parent, key } => {
+            let base = ignored_path(parent);
+            if base.is_empty() { key.clone() } else { format!("{base}.{key}") }
+        }
+        P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => ignored_path(parent),
+    }
+}
+
+fn invalid(origin: &str, path: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { origin: origin.to_string(), path: path.into(), message: message.into() }
+}
+
+/// Deserializes `T` from YAML text, collecting unknown keys (with paths) into `unknown`.
+fn parse<T: serde::de::DeserializeOwned>(
+    yaml: &str,
+    origin: &str,
+    prefix: &str,
+    unknown: &mut Vec<String>,
+) -> Result<T, ConfigError> {
+    let de = serde_yaml_ng::Deserializer::from_str(yaml);
+    let mut cb = |p: serde_ignored::Path<'_>| unknown.push(join(prefix, &ignored_path(&p)));
+    let ignoring = serde_ignored::Deserializer::new(de, &mut cb);
+    serde_path_to_error::deserialize(ignoring).map_err(|e| {
+        let inner_path = e.path().to_string();
+        let path = join(prefix, &inner_path);
+        let path = if path == "." || path.is_empty() { "(top level)".to_string() } else { path };
+        let msg = e.into_inner().to_string();
+        // serde_yaml_ng starts its message with the path too, and ends it with the line and
+        // column (kept: it helps).
+        let msg = msg.strip_prefix(&format!("{inner_path}: ")).map(str::to_string).unwrap_or(msg);
+        invalid(origin, path, msg)
+    })
+}
+
+fn join(prefix: &str, path: &str) -> String {
+    match (prefix.is_empty(), path.is_empty() || path == ".") {
+        (true, _) => path.to_string(),
+        (false, true) => prefix.to_string(),
+        (false, false) if path.starts_with('[') => format!("{prefix}{path}"),
+        (false, false) => format!("{prefix}.{path}"),
+    }
+}
+
+/// Loads a configuration file.
+pub fn load_file(path: &Path) -> Result<Loaded, ConfigError> {
+    let origin = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { origin: origin.clone(), source })?;
+    load_str(&text, &origin)
+}
+
+/// The embedded default configuration.
+pub fn embedded_default() -> Loaded {
+    // The embedded file is tested to load cleanly; a failure here is a build defect.
+    load_str(include_str!("default.yaml"), "embedded default").unwrap_or_else(|e| {
+        tracing::error!("embedded default configuration is invalid: {e}");
+        Loaded { origin: "embedded default".into(), config: Config::default(), warnings: Vec::new() }
+    })
+}
+
+/// Loads configuration text.
+pub fn load_str(yaml: &str, origin: &str) -> Result<Loaded, ConfigError> {
+    let mut unknown = Vec::new();
+    let config: Config = if yaml.trim().is_empty() {
+        Config::default()
+    } else {
+        parse(yaml, origin, "", &mut unknown)?
+    };
+    let mut warnings: Vec<ConfigWarning> = unknown
+        .into_iter()
+        .map(|path| {
+            let last = path.rsplit(['.', '[']).next().unwrap_or(&path).to_string();
+            let hint = unsupported::suggest(&last).map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default();
+            ConfigWarning { message: format!("unknown key, ignored{hint}"), path }
+        })
+        .collect();
+    validate(&config, origin, &mut warnings)?;
+    warnings.extend(unsupported::warnings(&config));
+    Ok(Loaded { origin: origin.to_string(), config, warnings })
+}
+
+/// The `http_capture` configuration of plugin `i` of stack `name`, parsed with key paths.
+fn http_capture_config(
+    plugin: &PluginConfig,
+    path: &str,
+    origin: &str,
+    unknown: &mut Vec<String>,
+) -> Result<HttpCaptureConfig, ConfigError> {
+    match &plugin.config {
+        None => Ok(HttpCaptureConfig::default()),
+        Some(v) => {
+            let text = serde_yaml_ng::to_string(v).map_err(|e| invalid(origin, path, e.to_string()))?;
+            parse(&text, origin, path, unknown)
+        }
+    }
+}
+
+fn validate(config: &Config, origin: &str, warnings: &mut Vec<ConfigWarning>) -> Result<(), ConfigError> {
+    let mut unknown = Vec::new();
+    for (name, stack) in &config.stacks {
+        for (i, p) in stack.plugins.iter().enumerate() {
+            if p.kind == PluginType::HttpCapture {
+                http_capture_config(p, &format!("stacks.{name}.plugins[{i}].config"), origin, &mut unknown)?;
+            }
+        }
+    }
+    for path in unknown {
+        warnings.push(ConfigWarning { path, message: "unknown key, ignored".into() });
+    }
+    let stack_ok = |s: &Option<String>| match s.as_deref() {
+        None | Some("") | Some("none") => true,
+        Some(n) => config.stacks.contains_key(n),
+    };
+    let known: Vec<&str> = config.stacks.keys().map(String::as_str).collect();
+    if !stack_ok(&config.tap.http.stack) {
+        return Err(invalid(
+            origin,
+            "tap.http.stack",
+            format!(
+                "no stack named `{}` under `stacks` (defined: {})",
+                config.tap.http.stack.as_deref().unwrap_or_default(),
+                if known.is_empty() { "none".to_string() } else { known.join(", ") }
+            ),
+        ));
+    }
+    for (i, e) in config.tap.endpoints.iter().enumerate() {
+        if e.domain.trim().is_empty() {
+            return Err(invalid(origin, format!("tap.endpoints[{i}].domain"), "must be a domain name"));
+        }
+        if !stack_ok(&e.http.stack) {
+            return Err(invalid(
+                origin,
+                format!("tap.endpoints[{i}].http.stack"),
+                format!("no stack named `{}` under `stacks`", e.http.stack.as_deref().unwrap_or_default()),
+            ));
+        }
+    }
+    let mut ids = std::collections::HashSet::new();
+    for (i, s) in config.services.object_stores.iter().enumerate() {
+        if let Some(id) = &s.id {
+            if !ids.insert(id.clone()) {
+                return Err(invalid(origin, format!("services.object_stores[{i}].id"), format!("duplicate id `{id}`")));
+            }
+        }
+        if s.kind == ObjectStoreType::S3 && s.bucket.as_deref().is_none_or(str::is_empty) {
+            return Err(invalid(origin, format!("services.object_stores[{i}].bucket"), "an s3 object store needs a bucket"));
+        }
+    }
+    let mut ids = std::collections::HashSet::new();
+    for (i, s) in config.services.event_stores.iter().enumerate() {
+        if let Some(id) = &s.id {
+            if !ids.insert(id.clone()) {
+                return Err(invalid(origin, format!("services.event_stores[{i}].id"), format!("duplicate id `{id}`")));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Where objects go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ObjectStoreKind {
+    /// A local directory.
+    Local {
+        /// The directory.
+        dir: PathBuf,
+    },
+    /// Log lines on stdout.
+    Stdout,
+}
+
+/// The settings the pipeline uses, resolved once from a [`Config`].
+#[derive(Debug, Clone)]
+pub struct Effective {
+    level: CaptureLevel,
+    endpoint_levels: HashMap<String, CaptureLevel>,
+    direction: TapDirection,
+    ignore_loopback: bool,
+    object_store: ObjectStoreKind,
+}
+
+impl Effective {
+    /// The `http_capture` level of the default HTTP stack.
+    pub fn capture_level(&self) -> CaptureLevel {
+        self.level
+    }
+    /// Levels of domains with their own stack (`tap.endpoints`).
+    pub fn endpoint_levels(&self) -> HashMap<String, CaptureLevel> {
+        self.endpoint_levels.clone()
+    }
+    /// Which directions are captured.
+    pub fn direction(&self) -> TapDirection {
+        self.direction
+    }
+    /// Whether loopback connections are dropped.
+    pub fn ignore_loopback(&self) -> bool {
+        self.ignore_loopback
+    }
+    /// The object store.
+    pub fn object_store(&self) -> &ObjectStoreKind {
+        &self.object_store
+    }
+}
+
+fn stack_level(config: &Config, stack: Option<&str>) -> CaptureLevel {
+    let Some(stack) = stack.filter(|s| !s.is_empty() && *s != "none") else { return CaptureLevel::None };
+    let Some(s) = config.stacks.get(stack) else { return CaptureLevel::None };
+    s.plugins
+        .iter()
+        .filter(|p| p.kind == PluginType::HttpCapture)
+        .filter_map(|p| {
+            let mut ignored = Vec::new();
+            http_capture_config(p, "", "", &mut ignored).ok()
+        })
+        .map(|c| c.level.map(CaptureLevel::from).unwrap_or(CaptureLevel::None))
+        .max()
+        .unwrap_or(CaptureLevel::None)
+}
+
+/// Resolves the pipeline settings; `data_dir` is `--data-dir`.
+pub fn resolve(config: &Config, data_dir: &Path) -> Result<Effective, ConfigError> {
+    let object_store = config
+        .services
+        .object_stores
+        .iter()
+        .find_map(|s| match s.kind {
+            ObjectStoreType::Local => {
+                Some(ObjectStoreKind::Local { dir: s.dir.as_ref().map(PathBuf::from).unwrap_or_else(|| data_dir.join("objects")) })
+            }
+            ObjectStoreType::Stdout => Some(ObjectStoreKind::Stdout),
+            _ => None,
+        })
+        .unwrap_or_else(|| ObjectStoreKind::Local { dir: data_dir.join("objects") });
+    let endpoint_levels = config
+        .tap
+        .endpoints
+        .iter()
+        .map(|e| (e.domain.to_ascii_lowercase(), stack_level(config, e.http.stack.as_deref())))
+        .collect();
+    Ok(Effective {
+        level: stack_level(config, config.tap.http.stack.as_deref()),
+        endpoint_levels,
+        direction: config.tap.direction,
+        ignore_loopback: config.tap.ignore_loopback,
+        object_store,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,1 +1,4 @@
-//! plugins
+//! Plugins: what happens to each finished transaction (capture levels, and later rules,
+//! error detection and access logs).
+
+pub mod http_capture;

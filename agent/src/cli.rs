@@ -1,0 +1,124 @@
+//! Command-line interface.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// tapline: see the HTTP traffic of every process on this host, in the Qpoint data model.
+#[derive(Debug, Parser)]
+#[command(
+    name = "tapline",
+    version,
+    about,
+    after_help = "Examples:\n  sudo tapline                               # embedded default: events on stdout, objects in ./tapline-data\n  sudo tapline --config qtap.yaml | jq .item  # a qtap.yaml works unchanged\n  tapline fetch --config qtap.yaml <digest>   # print a stored HttpTransaction object"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    pub run: RunArgs,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Options every subcommand understands.
+#[derive(Debug, Args, Clone)]
+pub struct CommonArgs {
+    /// qtap.yaml-compatible configuration file (default: the embedded default).
+    #[arg(long, short = 'c', env = "QPOINT_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// Directory for the local object store and other state.
+    #[arg(long, env = "DATA_DIR", default_value = "./tapline-data", global = true)]
+    pub data_dir: PathBuf,
+    /// Log level: trace, debug, info, warn, error.
+    #[arg(long, env = "LOG_LEVEL", default_value = "info", global = true)]
+    pub log_level: String,
+    /// Log format on stderr (stdout carries events only).
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "auto", global = true)]
+    pub log_format: LogFormat,
+}
+
+/// How the agent's own logs are written (always to stderr).
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Text on a terminal, JSON otherwise.
+    Auto,
+    /// Human-readable text.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Options of the capture agent itself.
+#[derive(Debug, Args, Clone)]
+pub struct RunArgs {
+    /// Address of the HTTP endpoint serving /readyz, /healthz and /metrics.
+    #[arg(long, env = "HTTPD_LISTEN", default_value = "127.0.0.1:10001")]
+    pub http_listen: SocketAddr,
+    /// Largest body kept per request or response (b, kb, mb, gb; at most 2gb).
+    #[arg(long, env = "HTTP_BUFFER_SIZE", default_value = "2mb", value_parser = parse_size)]
+    pub http_buffer_size: u64,
+    /// Kernel ring-buffer size (a power of two; b, kb, mb).
+    #[arg(long, env = "RING_BUFFER_SIZE", default_value = "16mb", value_parser = parse_size)]
+    pub ring_buffer_size: u64,
+    /// Seconds between periodic `connection` reports of a long-lived connection.
+    #[arg(long, default_value_t = 30)]
+    pub report_interval_secs: u64,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write a stored object's exact bytes to stdout (its SHA-1 equals the digest).
+    Fetch {
+        /// The object's digest (the `digest` of its artifact_record).
+        digest: String,
+    },
+}
+
+/// Parses sizes like `2mb`, `512kb`, `1gb`, `100` (bytes).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim().to_ascii_lowercase();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("`{s}` is not a size (e.g. 2mb, 512kb, 1gb)"))?;
+    let mult: u64 = match unit.trim() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        other => return Err(format!("unknown size unit `{other}` in `{s}` (use b, kb, mb or gb)")),
+    };
+    n.checked_mul(mult).ok_or_else(|| format!("`{s}` is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("2mb"), Ok(2 << 20));
+        assert_eq!(parse_size("512KB"), Ok(512 << 10));
+        assert_eq!(parse_size("1gb"), Ok(1 << 30));
+        assert_eq!(parse_size("100"), Ok(100));
+        assert!(parse_size("2xb").is_err());
+        assert!(parse_size("mb").is_err());
+    }
+
+    #[test]
+    fn cli_parses() {
+        let c = Cli::try_parse_from(["tapline", "--config", "q.yaml", "fetch", "abc"]).expect("parse");
+        assert!(matches!(c.command, Some(Command::Fetch { ref digest }) if digest == "abc"));
+        assert_eq!(c.common.config.as_deref(), Some(std::path::Path::new("q.yaml")));
+        Cli::command_debug_assert();
+    }
+
+    impl Cli {
+        fn command_debug_assert() {
+            use clap::CommandFactory;
+            Cli::command().debug_assert();
+        }
+    }
+}

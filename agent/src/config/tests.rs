@@ -1,0 +1,179 @@
+use super::*;
+
+/// The qtap.yaml example of the reference study (section 2), as a qtap user would have it.
+const QTAP_EXAMPLE: &str = r#"
+version: 2
+services:
+  event_stores:
+    - id: console_stdout
+      type: stdout
+  object_stores:
+    - id: my_s3
+      type: s3
+      endpoint: minio.example.com:9000
+      bucket: qpoint-objects
+      region: us-east-1
+      access_url: https://storage.example.com/{{BUCKET}}/{{DIGEST}}
+      insecure: false
+      access_key: {type: env, value: S3_ACCESS_KEY}
+      secret_key: {type: env, value: S3_SECRET_KEY}
+stacks:
+  basic_reporting:
+    plugins:
+      - type: http_capture
+        config:
+          level: summary
+          format: json
+          rules:
+            - name: full log httpbin.org
+              expr: http.req.host == "httpbin.org"
+              level: full
+      - type: access_logs
+        config: {mode: summary, format: console}
+      - type: http_metrics
+      - type: report_usage
+tap:
+  direction: egress
+  ignore_loopback: true
+  audit_include_dns: false
+  http:
+    stack: basic_reporting
+  endpoints:
+    - domain: api.github.com
+      http:
+        stack: basic_reporting
+  filters:
+    groups: [kubernetes, qpoint]
+    custom:
+      - exe: /usr/bin/curl
+        strategy: exact
+rulekit:
+  macros: [{name: is_4xx, expr: "http.res.status >= 400 && http.res.status < 500"}]
+"#;
+
+/// qtap's built-in default (pkg/config/default.yaml).
+const QTAP_DEFAULT: &str = r#"
+version: 2
+services:
+  event_stores:
+    - type: stdout
+  object_stores:
+    - type: stdout
+stacks:
+  basic_reporting:
+    plugins:
+      - type: http_metrics
+      - type: access_logs
+        config:
+          mode: full
+          format: console
+      - type: report_usage
+tap:
+  direction: egress
+  ignore_loopback: true
+  audit_include_dns: false
+  http:
+    stack: basic_reporting
+"#;
+
+#[test]
+fn qtap_example_loads_with_one_warning_per_unsupported_key() {
+    let l = load_str(QTAP_EXAMPLE, "qtap.yaml").expect("loads");
+    let paths: Vec<&str> = l.warnings.iter().map(|w| w.path.as_str()).collect();
+    for p in [
+        "services.object_stores[0].type",
+        "stacks.basic_reporting.plugins[0].config.rules",
+        "stacks.basic_reporting.plugins[1].type",
+        "stacks.basic_reporting.plugins[2].type",
+        "stacks.basic_reporting.plugins[3].type",
+        "tap.filters",
+        "rulekit",
+    ] {
+        assert_eq!(paths.iter().filter(|x| **x == p).count(), 1, "one warning for {p}: {paths:?}");
+    }
+    let eff = resolve(&l.config, Path::new("/d")).expect("resolve");
+    assert_eq!(eff.capture_level(), CaptureLevel::Summary);
+    assert_eq!(eff.direction(), TapDirection::Egress);
+    assert!(eff.ignore_loopback());
+    assert_eq!(eff.endpoint_levels().get("api.github.com"), Some(&CaptureLevel::Summary));
+    assert_eq!(eff.object_store(), &ObjectStoreKind::Local { dir: "/d/objects".into() });
+}
+
+#[test]
+fn qtap_default_loads_and_has_level_none() {
+    let l = load_str(QTAP_DEFAULT, "default.yaml").expect("loads");
+    let eff = resolve(&l.config, Path::new("/d")).expect("resolve");
+    assert_eq!(eff.capture_level(), CaptureLevel::None, "no http_capture plugin: nothing stored");
+    assert_eq!(eff.object_store(), &ObjectStoreKind::Stdout);
+}
+
+#[test]
+fn embedded_default_is_clean() {
+    let l = embedded_default();
+    assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+    let eff = resolve(&l.config, Path::new("./tapline-data")).expect("resolve");
+    assert_eq!(eff.capture_level(), CaptureLevel::Summary);
+    assert_eq!(eff.direction(), TapDirection::All);
+    assert!(!eff.ignore_loopback());
+    assert_eq!(eff.object_store(), &ObjectStoreKind::Local { dir: "./tapline-data/objects".into() });
+}
+
+fn err(yaml: &str) -> String {
+    match load_str(yaml, "q.yaml") {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("expected an error for {yaml}"),
+    }
+}
+
+#[test]
+fn errors_name_the_key_path_and_the_expectation() {
+    let e = err("tap:\n  direction: egres\n");
+    assert!(e.starts_with("q.yaml: tap.direction: unknown variant `egres`"), "{e}");
+    assert!(e.contains("egress-external"), "{e}");
+    let e = err("tap:\n  ignore_loopback: maybe\n");
+    assert!(e.contains("tap.ignore_loopback") && e.contains("bool"), "{e}");
+    let e = err("stacks:\n  s:\n    plugins:\n      - type: http_capture\n        config:\n          level: verbose\n");
+    assert!(e.contains("stacks.s.plugins[0].config.level") && e.contains("full"), "{e}");
+    let e = err("tap:\n  http:\n    stack: missing\n");
+    assert!(e.contains("tap.http.stack") && e.contains("no stack named `missing`"), "{e}");
+    let e = err("services:\n  object_stores:\n    - type: s3\n");
+    assert!(e.contains("services.object_stores[0].bucket"), "{e}");
+    let e = err("services:\n  event_stores:\n    - type: kafka\n");
+    assert!(e.contains("services.event_stores[0].type") && e.contains("stdout"), "{e}");
+    let e = err("tap: [1, 2]\n");
+    assert!(e.contains("tap"), "{e}");
+}
+
+#[test]
+fn unknown_keys_warn_with_did_you_mean() {
+    let l = load_str("tap:\n  ignore_loopbak: true\n  direction: all\nextra_top: 1\n", "q.yaml").expect("loads");
+    let w: Vec<String> = l.warnings.iter().map(|w| w.to_string()).collect();
+    assert!(w.iter().any(|s| s.contains("tap.ignore_loopbak") && s.contains("did you mean `ignore_loopback`")), "{w:?}");
+    assert!(w.iter().any(|s| s.contains("extra_top: unknown key")), "{w:?}");
+    let l = load_str(
+        "stacks:\n  s:\n    plugins:\n      - type: http_capture\n        config:\n          levl: full\n",
+        "q.yaml",
+    )
+    .expect("loads");
+    assert!(l.warnings.iter().any(|w| w.path == "stacks.s.plugins[0].config.levl"), "{:?}", l.warnings);
+}
+
+#[test]
+fn details_is_headers_and_none_stack_means_no_capture() {
+    let y = "stacks:\n  s:\n    plugins:\n      - type: http_capture\n        config:\n          level: details\ntap:\n  http:\n    stack: s\n";
+    let eff = resolve(&load_str(y, "q").expect("l").config, Path::new("/d")).expect("r");
+    assert_eq!(eff.capture_level(), CaptureLevel::Headers);
+    let y = "tap:\n  http:\n    stack: none\n";
+    let eff = resolve(&load_str(y, "q").expect("l").config, Path::new("/d")).expect("r");
+    assert_eq!(eff.capture_level(), CaptureLevel::None);
+}
+
+#[test]
+fn direction_filter_semantics() {
+    use TapDirection::*;
+    assert!(All.allows(true, false) && All.allows(false, true));
+    assert!(Ingress.allows(true, false) && !Ingress.allows(false, true));
+    assert!(Egress.allows(false, true) && Egress.allows(false, false) && !Egress.allows(true, false));
+    assert!(EgressExternal.allows(false, true) && !EgressExternal.allows(false, false));
+    assert!(EgressInternal.allows(false, false) && !EgressInternal.allows(false, true));
+}

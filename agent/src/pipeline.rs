@@ -1,0 +1,519 @@
+//! The pipeline: kernel records in, events and objects out.
+//!
+//! record → connection table → protocol state → transactions → `http_capture` → stores.
+//! Everything here runs on one task, record by record, so no locking is needed and the
+//! order of a connection's bytes is the ring-buffer order.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use tapline_ebpf::{Record, Role};
+use tapline_output::event::{Event, EventStore};
+use tapline_output::ids::new_id;
+use tapline_output::metrics::{ComponentMetrics, Metrics};
+use tapline_output::model::{self, Tags};
+use tapline_output::object::{ObjectStore, StoredObject};
+use tracing::{debug, warn};
+
+use crate::clock::Clock;
+use crate::config::{CaptureLevel, TapDirection};
+use crate::conn::l7::{L7Output, L7State};
+use crate::conn::stream::{Admit, StreamCursor};
+use crate::conn::{Connection, host_without_port};
+use crate::plugins::http_capture::{self, TxnContext};
+use crate::process::ProcessTable;
+use crate::txn::{BodyPolicy, Notice};
+
+/// Pipeline settings, resolved from the configuration and the command line.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Capture level of the `http_capture` plugin.
+    pub level: CaptureLevel,
+    /// Per-endpoint capture levels (`tap.endpoints`), by host name.
+    pub endpoint_levels: HashMap<String, CaptureLevel>,
+    /// Maximum body bytes kept per message (`--http-buffer-size`).
+    pub body_cap: usize,
+    /// Which directions are reported (`tap.direction`).
+    pub direction: TapDirection,
+    /// Drop loopback connections (`tap.ignore_loopback`).
+    pub ignore_loopback: bool,
+    /// A long-lived connection is reported every this often (with `part`).
+    pub report_interval: Duration,
+    /// This host's name (`tags.host`, `system.hostname`).
+    pub hostname: String,
+    /// This host's primary IP (`tags.ip`).
+    pub local_ip: Option<IpAddr>,
+    /// Id of this agent run (`system.agentInstance`).
+    pub agent_instance: String,
+    /// Connections tracked at once; more are counted and not tracked.
+    pub max_connections: usize,
+}
+
+impl Settings {
+    fn keep_bodies(&self) -> bool {
+        self.level == CaptureLevel::Full || self.endpoint_levels.values().any(|l| *l == CaptureLevel::Full)
+    }
+
+    fn level_for(&self, host: &str) -> CaptureLevel {
+        self.endpoint_levels.get(host).copied().unwrap_or(self.level)
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct KindLabel {
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct TypeLabel {
+    r#type: String,
+}
+
+/// The pipeline's own metrics (stores count themselves).
+struct PipelineMetrics {
+    records: Family<KindLabel, Counter>,
+    events: Family<TypeLabel, Counter>,
+    gaps: Counter,
+    gap_bytes: Counter,
+    active: Gauge,
+    http1: ComponentMetrics,
+    capture: ComponentMetrics,
+    connections: ComponentMetrics,
+}
+
+impl PipelineMetrics {
+    fn new(metrics: &Metrics) -> Self {
+        let m = Self {
+            records: Family::default(),
+            events: Family::default(),
+            gaps: Counter::default(),
+            gap_bytes: Counter::default(),
+            active: Gauge::default(),
+            http1: metrics.component("parser", "http1"),
+            capture: metrics.component("plugin", "http_capture"),
+            connections: metrics.component("tracker", "connections"),
+        };
+        metrics.register("tapline_records", "Kernel ring-buffer records decoded, by kind", m.records.clone());
+        metrics.register("tapline_events", "Events emitted, by type", m.events.clone());
+        metrics.register("tapline_stream_gaps", "Gaps (bytes the kernel could not deliver) seen in connection streams", m.gaps.clone());
+        metrics.register("tapline_stream_gap_bytes", "Bytes lost in stream gaps", m.gap_bytes.clone());
+        metrics.register("tapline_connections_active", "Connections being tracked", m.active.clone());
+        m
+    }
+}
+
+/// Turns records into events and objects.
+pub struct Pipeline {
+    settings: Settings,
+    clock: Clock,
+    conns: HashMap<u64, Connection>,
+    processes: ProcessTable,
+    event_stores: Vec<Arc<dyn EventStore>>,
+    object_store: Arc<dyn ObjectStore>,
+    m: PipelineMetrics,
+}
+
+fn comm_str(comm: &[u8]) -> &[u8] {
+    let end = comm.iter().position(|&b| b == 0).unwrap_or(comm.len());
+    &comm[..end]
+}
+
+impl Pipeline {
+    /// A pipeline writing to the given stores.
+    pub fn new(
+        settings: Settings,
+        clock: Clock,
+        processes: ProcessTable,
+        event_stores: Vec<Arc<dyn EventStore>>,
+        object_store: Arc<dyn ObjectStore>,
+        metrics: &Metrics,
+    ) -> Self {
+        Self {
+            settings,
+            clock,
+            conns: HashMap::new(),
+            processes,
+            event_stores,
+            object_store,
+            m: PipelineMetrics::new(metrics),
+        }
+    }
+
+    /// Connections currently tracked.
+    pub fn active_connections(&self) -> usize {
+        self.conns.len()
+    }
+
+    fn count_record(&self, kind: &str) {
+        self.m.records.get_or_create(&KindLabel { kind: kind.to_string() }).inc();
+    }
+
+    /// Handles one kernel record.
+    pub fn handle(&mut self, record: Record<'_>) {
+        match record {
+            Record::Exec { pid, uid, filename, comm, .. } => {
+                self.count_record("exec");
+                self.processes.on_exec(pid, uid, filename, comm_str(&comm));
+            }
+            Record::Fork { parent_pid, child_pid, .. } => {
+                self.count_record("fork");
+                self.processes.on_fork(parent_pid, child_pid);
+            }
+            Record::Exit { pid, .. } => {
+                self.count_record("exit");
+                self.processes.on_exit(pid);
+            }
+            Record::Open { ts_ns, pid, fd, sock, role, local, remote, uid, comm, .. } => {
+                self.count_record("open");
+                let at = self.clock.wall(ts_ns);
+                if let Some(old) = self.conns.remove(&sock) {
+                    // The kernel reused the socket id before we saw its close.
+                    self.m.connections.discarded("close_not_seen", 1);
+                    self.finalize(old, at, None);
+                }
+                self.open(sock, pid, fd, role, local, remote, Some(uid), comm_str(&comm), at);
+            }
+            Record::Data { ts_ns, pid, fd, sock, dir, pos, bytes, .. } => {
+                self.count_record("data");
+                let at = self.clock.wall(ts_ns);
+                if !self.conns.contains_key(&sock) {
+                    // Its open record was lost (ring full): track it anyway, addresses unknown.
+                    self.m.connections.error("data_without_open");
+                    let unknown = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0);
+                    self.open(sock, pid, fd, Role::Unknown, unknown, unknown, None, b"", at);
+                }
+                self.data(sock, dir, pos, bytes, at);
+            }
+            Record::Close { ts_ns, sock, bytes_sent, bytes_received, .. } => {
+                self.count_record("close");
+                let at = self.clock.wall(ts_ns);
+                if let Some(conn) = self.conns.remove(&sock) {
+                    self.finalize(conn, at, Some((bytes_sent, bytes_received)));
+                }
+            }
+        }
+        self.m.active.set(self.conns.len() as i64);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn open(
+        &mut self,
+        sock: u64,
+        pid: u32,
+        fd: i32,
+        role: Role,
+        local: SocketAddr,
+        remote: SocketAddr,
+        uid: Option<u32>,
+        comm: &[u8],
+        at: SystemTime,
+    ) {
+        if self.conns.len() >= self.settings.max_connections {
+            self.m.connections.discarded("table_full", 1);
+            return;
+        }
+        self.m.connections.received(1);
+        let process = self.processes.get(pid, uid, comm);
+        self.conns.insert(
+            sock,
+            Connection {
+                id: new_id(),
+                sock,
+                pid,
+                fd,
+                role,
+                local,
+                remote,
+                created_at: at,
+                last_activity: at,
+                process,
+                egress: StreamCursor::default(),
+                ingress: StreamCursor::default(),
+                l7: L7State::default(),
+                host: None,
+                reports: 0,
+                last_report: at,
+                reported: true,
+            },
+        );
+    }
+
+    fn policy(&self) -> BodyPolicy {
+        BodyPolicy { keep: self.settings.keep_bodies(), cap: self.settings.body_cap }
+    }
+
+    fn data(&mut self, sock: u64, dir: tapline_ebpf::Direction, pos: u64, bytes: &[u8], at: SystemTime) {
+        let policy = self.policy();
+        let Some(conn) = self.conns.get_mut(&sock) else { return };
+        conn.last_activity = at;
+        let mut out = L7Output::default();
+        let role = conn.role;
+        match conn.cursor(dir).admit(pos, bytes) {
+            Admit::Duplicate => {
+                self.m.connections.discarded("duplicate_bytes", bytes.len() as u64);
+                return;
+            }
+            Admit::Contiguous(b) => conn.l7.on_data(role, dir, b, at, policy, &mut out),
+            Admit::AfterGap { missing, bytes: b } => {
+                self.m.gaps.inc();
+                self.m.gap_bytes.inc_by(missing);
+                conn.l7.on_gap(dir, missing, at, &mut out);
+                conn.l7.on_data(role, dir, b, at, policy, &mut out);
+            }
+        }
+        self.http1_bytes(bytes.len());
+        self.after_l7(sock, out, at);
+    }
+
+    fn http1_bytes(&self, n: usize) {
+        self.m.http1.received(n as u64);
+    }
+
+    /// Counts notices and captures finished transactions of connection `sock`.
+    fn after_l7(&mut self, sock: u64, out: L7Output, now: SystemTime) {
+        for n in &out.notices {
+            match n {
+                Notice::ParseError(e) => self.m.http1.error(e.reason()),
+                Notice::OrphanResponse => self.m.http1.discarded("response_without_request", 1),
+                Notice::Upgraded => {}
+            }
+        }
+        if out.unanswered > 0 {
+            self.m.capture.discarded("no_response", out.unanswered as u64);
+        }
+        if out.transactions.is_empty() {
+            return;
+        }
+        let Some(conn) = self.conns.get_mut(&sock) else { return };
+        if conn.host.is_none() {
+            conn.host = out
+                .transactions
+                .iter()
+                .find_map(|t| t.request.headers.iter().find(|h| h.name.eq_ignore_ascii_case("host")))
+                .map(|h| host_without_port(&h.value).to_string())
+                .filter(|h| !h.is_empty());
+        }
+        let Some(conn) = self.conns.get(&sock) else { return };
+        Self::capture_all(&self.settings, conn, out, now, &self.m, &*self.object_store, &self.event_stores);
+    }
+
+    fn reportable(settings: &Settings, conn: &Connection) -> bool {
+        if settings.ignore_loopback && (conn.remote.ip().is_loopback() || conn.local.ip().is_loopback()) {
+            return false;
+        }
+        let d = conn.direction();
+        settings
+            .direction
+            .allows(d == model::Direction::Ingress, d == model::Direction::EgressExternal)
+    }
+
+    fn capture_all(
+        settings: &Settings,
+        conn: &Connection,
+        out: L7Output,
+        now: SystemTime,
+        m: &PipelineMetrics,
+        objects: &dyn ObjectStore,
+        events: &[Arc<dyn EventStore>],
+    ) {
+        if !Self::reportable(settings, conn) {
+            m.capture.discarded("filtered", out.transactions.len() as u64);
+            return;
+        }
+        let endpoint_id = conn.endpoint_id();
+        let server_side = conn.is_server_side();
+        let dst = if server_side { conn.local } else { conn.remote };
+        let ctx = TxnContext {
+            connection_id: &conn.id,
+            endpoint_id: &endpoint_id,
+            direction: conn.direction(),
+            process: &conn.process,
+            scheme: "http",
+            protocol: "http1",
+            server_side,
+            fallback_authority: dst.to_string(),
+        };
+        for txn in &out.transactions {
+            m.capture.received(1);
+            let level = settings.level_for(conn.host.as_deref().unwrap_or(""));
+            let Some(captured) = http_capture::capture(txn, level, &ctx, new_id(), now) else {
+                m.capture.discarded("level_none", 1);
+                continue;
+            };
+            let stored = match StoredObject::json(&captured.object) {
+                Ok(o) => o,
+                Err(e) => {
+                    m.capture.error("serialize");
+                    warn!(error = %e, "could not serialize a transaction");
+                    continue;
+                }
+            };
+            let mut record = captured.record;
+            record.digest = stored.digest.clone();
+            match objects.put(stored) {
+                Ok(loc) => record.url = loc.url,
+                Err(e) => {
+                    m.capture.discarded("object_store_error", 1);
+                    warn!(store = objects.name(), error = %e, "object not stored; its artifact_record is not emitted");
+                    continue;
+                }
+            }
+            m.capture.sent(1);
+            Self::emit(m, events, Event::ArtifactRecord(record));
+        }
+    }
+
+    fn emit(m: &PipelineMetrics, stores: &[Arc<dyn EventStore>], event: Event) {
+        m.events.get_or_create(&TypeLabel { r#type: event.kind().to_string() }).inc();
+        for s in stores {
+            s.submit(&event);
+        }
+    }
+
+    /// Builds the `connection` event for `conn`.
+    fn connection_event(&self, conn: &Connection, now: SystemTime, finalized: bool) -> model::Connection {
+        let s = &self.settings;
+        let mut tags = Tags::default();
+        if let Some(bin) = &conn.process.binary {
+            tags.add("bin", bin);
+        }
+        tags.add("host", &s.hostname);
+        if let Some(ip) = s.local_ip {
+            tags.add("ip", &ip.to_string());
+        }
+        tags.add("protocol", conn.l7.protocol().as_str());
+        tags.add("strategy", "observe");
+        let p = &conn.process;
+        let local = model::Endpoint {
+            address: model::NetAddr::from(conn.local),
+            hostname: Some(s.hostname.clone()),
+            exe: p.exe.clone(),
+            user: p.user_name.clone(),
+            user_id: p.uid,
+            container: p.container_id.as_ref().map(|id| model::Container { id: id.clone(), ..Default::default() }),
+        };
+        let remote = model::Endpoint { address: model::NetAddr::from(conn.remote), ..Default::default() };
+        let (source, destination) = if conn.is_server_side() { (remote, local) } else { (local, remote) };
+        let (sent, received) = (conn.egress.next_pos(), conn.ingress.next_pos());
+        let moved = sent > 0 || received > 0;
+        model::Connection {
+            meta: model::ConnectionMeta {
+                connection_id: conn.id.clone(),
+                endpoint_id: conn.endpoint_id(),
+                ..Default::default()
+            },
+            tags,
+            finalized,
+            direction: conn.direction(),
+            part: conn.reports,
+            socket_protocol: "tcp".to_string(),
+            l7_protocol: conn.l7.protocol(),
+            tls_version: None,
+            system: model::System {
+                hostname: s.hostname.clone(),
+                agent: "tapline".to_string(),
+                agent_instance: s.agent_instance.clone(),
+            },
+            source,
+            destination,
+            bytes_received: moved.then_some(received),
+            bytes_sent: moved.then_some(sent),
+            labels: Vec::new(),
+            timestamp: model::rfc3339(now),
+            created_at: Some(model::rfc3339(conn.created_at)),
+            closed_at: finalized.then(|| model::rfc3339(now)),
+        }
+    }
+
+    fn report(&mut self, sock: u64, now: SystemTime) {
+        let Some(conn) = self.conns.get(&sock) else { return };
+        if Self::reportable(&self.settings, conn) {
+            let ev = self.connection_event(conn, now, false);
+            Self::emit(&self.m, &self.event_stores, Event::Connection(ev));
+        }
+        if let Some(conn) = self.conns.get_mut(&sock) {
+            conn.reports += 1;
+            conn.last_report = now;
+        }
+    }
+
+    /// Closes a connection: flushes its parser, captures what finished, emits the final report.
+    fn finalize(&mut self, mut conn: Connection, at: SystemTime, final_pos: Option<(u64, u64)>) {
+        let mut out = L7Output::default();
+        if let Some((sent, received)) = final_pos {
+            for (dir, end) in [(tapline_ebpf::Direction::Egress, sent), (tapline_ebpf::Direction::Ingress, received)] {
+                let missing = conn.cursor(dir).close_at(end);
+                if missing > 0 {
+                    self.m.gaps.inc();
+                    self.m.gap_bytes.inc_by(missing);
+                    conn.l7.on_gap(dir, missing, at, &mut out);
+                }
+            }
+        }
+        conn.l7.on_close(at, &mut out);
+        self.m.connections.sent(1);
+        let sock = conn.sock;
+        // Re-insert briefly so the shared capture path can read it, then drop it for good.
+        self.conns.insert(sock, conn);
+        self.after_l7(sock, out, at);
+        let Some(conn) = self.conns.remove(&sock) else { return };
+        if Self::reportable(&self.settings, &conn) {
+            let ev = self.connection_event(&conn, at, true);
+            Self::emit(&self.m, &self.event_stores, Event::Connection(ev));
+        }
+        debug!(connection = %conn.id, pid = conn.pid, "connection finalized");
+    }
+
+    /// Periodic work: `part` reports of long connections, and finalizing connections whose
+    /// process is gone without a close record (e.g. the close was lost).
+    pub fn tick(&mut self, now: SystemTime) {
+        let interval = self.settings.report_interval;
+        let due: Vec<u64> = self
+            .conns
+            .values()
+            .filter(|c| now.duration_since(c.last_report).map(|d| d >= interval).unwrap_or(false))
+            .map(|c| c.sock)
+            .collect();
+        for sock in due {
+            self.report(sock, now);
+        }
+        let stale: Vec<u64> = self
+            .conns
+            .values()
+            .filter(|c| now.duration_since(c.last_activity).map(|d| d >= interval).unwrap_or(false))
+            .filter(|c| !std::path::Path::new(&format!("/proc/{}", c.pid)).exists())
+            .map(|c| c.sock)
+            .collect();
+        for sock in stale {
+            if let Some(conn) = self.conns.remove(&sock) {
+                self.m.connections.error("close_lost");
+                self.finalize(conn, now, None);
+            }
+        }
+        self.m.active.set(self.conns.len() as i64);
+    }
+
+    /// Finalizes every open connection (shutdown).
+    pub fn finish_all(&mut self, now: SystemTime) {
+        let socks: Vec<u64> = self.conns.keys().copied().collect();
+        for sock in socks {
+            if let Some(conn) = self.conns.remove(&sock) {
+                self.finalize(conn, now, None);
+            }
+        }
+        self.m.active.set(0);
+    }
+
+    /// Pushes buffered output of every store.
+    pub fn flush(&self) {
+        for s in &self.event_stores {
+            s.flush();
+        }
+        self.object_store.flush();
+    }
+}

@@ -1,0 +1,195 @@
+//! The `http_capture` plugin: turns a finished transaction into an `HttpTransaction`
+//! object (as much of it as the capture level allows) and its `artifact_record` event.
+//!
+//! | level   | object holds                                   |
+//! |---------|------------------------------------------------|
+//! | none    | nothing is stored, no artifact_record          |
+//! | summary | metadata, method/url/status, duration          |
+//! | headers | summary + request and response headers         |
+//! | full    | headers + request and response bodies (base64) |
+
+use std::time::SystemTime;
+
+use tapline_output::model::{
+    ArtifactRecord, ArtifactType, Direction, Headers, HttpTransaction, Summary, TxnMetadata, TxnRequest,
+    TxnResponse,
+};
+
+use crate::config::CaptureLevel;
+use crate::process::ProcessInfo;
+use crate::proto::http1::Header;
+use crate::txn::Transaction;
+
+/// Connection facts a transaction is reported with.
+pub struct TxnContext<'a> {
+    /// `meta.connectionId` of the connection.
+    pub connection_id: &'a str,
+    /// `endpointId` of the connection.
+    pub endpoint_id: &'a str,
+    /// Traffic direction.
+    pub direction: Direction,
+    /// The process on our side of the connection.
+    pub process: &'a ProcessInfo,
+    /// `http` or `https`.
+    pub scheme: &'static str,
+    /// `http1` or `http2`.
+    pub protocol: &'static str,
+    /// Whether our process is the server (so it sent the response).
+    pub server_side: bool,
+    /// The authority to use when the request has no Host header (the destination address).
+    pub fallback_authority: String,
+}
+
+/// The object and its event, ready for the stores.
+pub struct Captured {
+    /// The object to store.
+    pub object: HttpTransaction,
+    /// The `artifact_record` without digest and url (filled once the object is stored).
+    pub record: ArtifactRecord,
+}
+
+fn header<'h>(headers: &'h [Header], name: &str) -> Option<&'h str> {
+    headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value.as_str())
+}
+
+fn to_headers(hs: &[Header], trailers: &[Header]) -> Headers {
+    let mut out = Headers::default();
+    for h in hs.iter().chain(trailers) {
+        out.push(h.name.clone(), h.value.clone());
+    }
+    out
+}
+
+/// Splits a request target into (path, full URL) for the given scheme and authority.
+pub fn url_parts(target: &str, scheme: &str, authority: &str) -> (String, String) {
+    if let Some(rest) = target.strip_prefix("http://").or_else(|| target.strip_prefix("https://")) {
+        // Absolute form (proxies): the path starts at the first slash after the authority.
+        let path_start = rest.find('/').unwrap_or(rest.len());
+        let path = &rest[path_start..];
+        let path = path.split(['?', '#']).next().unwrap_or("");
+        let path = if path.is_empty() { "/" } else { path };
+        return (path.to_string(), target.to_string());
+    }
+    let path = target.split(['?', '#']).next().unwrap_or("");
+    let url = if target.starts_with('/') {
+        format!("{scheme}://{authority}{target}")
+    } else {
+        // Authority form (CONNECT) or `*`.
+        format!("{scheme}://{authority}")
+    };
+    (path.to_string(), url)
+}
+
+/// Approximate size on the wire of a message head (request/status line + headers + blank line).
+fn head_len(first_line: usize, headers: &[Header]) -> u64 {
+    let hs: usize = headers.iter().map(|h| h.name.len() + 2 + h.value.len() + 2).sum();
+    (first_line + 2 + hs + 2) as u64
+}
+
+/// Builds the object and record for `txn` at `level`; `None` for level none.
+pub fn capture(
+    txn: &Transaction,
+    level: CaptureLevel,
+    ctx: &TxnContext<'_>,
+    request_id: String,
+    now: SystemTime,
+) -> Option<Captured> {
+    if level == CaptureLevel::None {
+        return None;
+    }
+    let req = &txn.request;
+    let res = txn.response.as_ref();
+    let authority = header(&req.headers, "host").map(str::to_string).unwrap_or_else(|| ctx.fallback_authority.clone());
+    let (path, url) = url_parts(&req.target, ctx.scheme, &authority);
+    let with_headers = matches!(level, CaptureLevel::Headers | CaptureLevel::Full);
+    let with_bodies = level == CaptureLevel::Full;
+    let req_content_type = header(&req.headers, "content-type").map(str::to_string);
+    let res_content_type = res.and_then(|r| header(&r.headers, "content-type")).map(str::to_string);
+
+    let req_wire = head_len(req.method.len() + 1 + req.target.len() + 9, &req.headers) + txn.request_body.len;
+    let res_wire = res
+        .map(|r| head_len(12 + r.reason.len() + 1, &r.headers) + txn.response_body.len)
+        .unwrap_or(0);
+    let (bytes_sent, bytes_received) = if ctx.server_side { (res_wire, req_wire) } else { (req_wire, res_wire) };
+
+    let body = |b: &crate::txn::Body| (with_bodies && b.len > 0).then(|| b.bytes.clone());
+    let object = HttpTransaction {
+        metadata: TxnMetadata {
+            process_id: Some(ctx.process.pid.to_string()),
+            process_exe: ctx.process.exe.clone(),
+            container_name: None,
+            container_image: None,
+            pod_name: None,
+            pod_namespace: None,
+            bytes_sent: Some(bytes_sent),
+            bytes_received: Some(bytes_received),
+            request_id: Some(request_id.clone()),
+            connection_id: Some(ctx.connection_id.to_string()),
+            endpoint_id: Some(ctx.endpoint_id.to_string()),
+        },
+        request: TxnRequest {
+            method: req.method.clone(),
+            url: url.clone(),
+            scheme: Some(ctx.scheme.to_string()),
+            path: Some(path),
+            authority: Some(authority.clone()),
+            protocol: Some(ctx.protocol.to_string()),
+            request_id: Some(request_id.clone()),
+            user_agent: header(&req.headers, "user-agent").map(str::to_string),
+            content_type: req_content_type.clone(),
+            headers: with_headers.then(|| to_headers(&req.headers, &txn.request_trailers)),
+            body: body(&txn.request_body),
+        },
+        response: res.map(|r| TxnResponse {
+            status: r.status,
+            content_type: res_content_type.clone(),
+            headers: with_headers.then(|| to_headers(&r.headers, &txn.response_trailers)),
+            body: body(&txn.response_body),
+        }),
+        transaction_time: tapline_output::model::rfc3339(txn.end_time),
+        duration_ms: txn.duration_ms(),
+        direction: ctx.direction,
+    };
+    let summary = Summary {
+        connection_id: ctx.connection_id.to_string(),
+        request_id: Some(request_id.clone()),
+        direction: ctx.direction,
+        duration_ms: txn.duration_ms(),
+        process_exe: ctx.process.exe.clone().unwrap_or_default(),
+        request_host: crate::conn::host_without_port(&authority).to_string(),
+        request_method: req.method.clone(),
+        request_protocol: ctx.protocol.to_string(),
+        request_scheme: ctx.scheme.to_string(),
+        request_content_type: req_content_type.filter(|_| txn.request_body.len > 0),
+        response_status: res.map(|r| r.status).unwrap_or(0),
+        response_content_type: res_content_type,
+        container_name: None,
+        container_image: None,
+        pod_name: None,
+        pod_namespace: None,
+    };
+    let record = ArtifactRecord {
+        connection_id: ctx.connection_id.to_string(),
+        endpoint_id: ctx.endpoint_id.to_string(),
+        request_id,
+        timestamp: tapline_output::model::rfc3339(now),
+        artifact_type: ArtifactType::HttpTransaction,
+        digest: String::new(),
+        url: String::new(),
+        summary: Some(summary),
+    };
+    Some(Captured { object, record })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::url_parts;
+
+    #[test]
+    fn url_forms() {
+        assert_eq!(url_parts("/a/b?q=1", "http", "h:8"), ("/a/b".into(), "http://h:8/a/b?q=1".into()));
+        assert_eq!(url_parts("http://x.org/p?z", "http", "x.org"), ("/p".into(), "http://x.org/p?z".into()));
+        assert_eq!(url_parts("http://x.org", "http", "x.org"), ("/".into(), "http://x.org".into()));
+        assert_eq!(url_parts("x.org:443", "http", "x.org:443"), ("x.org:443".into(), "http://x.org:443".into()));
+    }
+}

@@ -1,0 +1,250 @@
+//! Start-up, the event loop and shutdown of the agent, and the `fetch` subcommand.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime};
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use tapline_ebpf::{LossCounters, ProbeConfig, Probes};
+use tapline_output::metrics::Metrics;
+use tokio::signal::unix::{SignalKind, signal};
+use tracing::{info, warn};
+
+use crate::cli::{Cli, Command, CommonArgs, RunArgs};
+use crate::clock::Clock;
+use crate::config::{self, ConfigError, Loaded};
+use crate::pipeline::{Pipeline, Settings};
+use crate::process::{self, ProcessTable};
+use crate::server::{self, Status};
+use crate::stores::{self, Stores};
+
+/// Why the agent stopped with an error. Each message is one clear sentence.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The configuration is invalid (exit 2).
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    /// The host cannot run the agent (not root, no BTF, old kernel).
+    #[error("{0}")]
+    Preflight(#[from] tapline_ebpf::PreflightError),
+    /// The kernel programs could not be loaded or attached.
+    #[error("cannot load the eBPF programs: {0}")]
+    Load(#[from] tapline_ebpf::LoadError),
+    /// The status endpoint could not listen.
+    #[error("cannot listen on {addr} for /readyz and /metrics: {source} (choose another address with --http-listen)")]
+    Listen {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A store could not be opened or read.
+    #[error("{0}")]
+    Store(#[from] tapline_output::object::StoreError),
+    /// `fetch` found nothing under that digest.
+    #[error("no object with digest {digest} in object store `{store}`")]
+    NotFound {
+        /// The digest asked for.
+        digest: String,
+        /// The store searched.
+        store: String,
+    },
+    /// Any other I/O failure.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: &'static str,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+}
+
+impl RunError {
+    /// The process exit code for this error: 2 for configuration errors, 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            RunError::Config(_) => 2,
+            _ => 1,
+        }
+    }
+}
+
+fn io(context: &'static str) -> impl FnOnce(std::io::Error) -> RunError {
+    move |source| RunError::Io { context, source }
+}
+
+/// Loads the configuration named on the command line (or the embedded default) and logs its warnings.
+pub fn load_config(common: &CommonArgs) -> Result<Loaded, RunError> {
+    let loaded = match &common.config {
+        Some(path) => config::load_file(path)?,
+        None => {
+            info!("no --config given: using the embedded default (events on stdout, objects in the local store)");
+            config::embedded_default()
+        }
+    };
+    for w in &loaded.warnings {
+        warn!("{w}");
+    }
+    Ok(loaded)
+}
+
+/// Runs the CLI.
+pub fn main(cli: Cli) -> Result<(), RunError> {
+    match cli.command {
+        Some(Command::Fetch { digest }) => fetch(&cli.common, &digest),
+        None => run_agent(&cli.common, &cli.run),
+    }
+}
+
+fn fetch(common: &CommonArgs, digest: &str) -> Result<(), RunError> {
+    let loaded = load_config(common)?;
+    let metrics = Metrics::new();
+    let eff = config::resolve(&loaded.config, &common.data_dir)?;
+    let store = stores::open_object_store(&eff, &metrics)?;
+    let digest = digest.trim().to_ascii_lowercase();
+    let bytes = store.get(&digest)?.ok_or_else(|| RunError::NotFound {
+        digest: digest.clone(),
+        store: store.name().to_string(),
+    })?;
+    let mut out = std::io::stdout().lock();
+    out.write_all(&bytes).map_err(io("writing the object to stdout"))?;
+    out.flush().map_err(io("writing the object to stdout"))
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct ReasonLabel {
+    reason: String,
+}
+
+/// Mirrors the kernel's per-CPU loss counters into `tapline_ringbuf_lost_total{reason}`.
+struct LossMetrics {
+    family: Family<ReasonLabel, Counter>,
+    last: HashMap<&'static str, u64>,
+}
+
+impl LossMetrics {
+    fn new(metrics: &Metrics) -> Self {
+        let family = Family::<ReasonLabel, Counter>::default();
+        metrics.register(
+            "tapline_ringbuf_lost",
+            "Kernel-side losses (records or bytes that never reached userspace), by reason",
+            family.clone(),
+        );
+        Self { family, last: HashMap::new() }
+    }
+
+    fn update(&mut self, counters: &LossCounters) {
+        for (reason, total) in &counters.by_reason {
+            let prev = self.last.insert(reason, *total).unwrap_or(0);
+            if *total > prev {
+                self.family.get_or_create(&ReasonLabel { reason: reason.to_string() }).inc_by(total - prev);
+                warn!(reason = *reason, lost = total - prev, "the kernel dropped capture data");
+            }
+        }
+    }
+}
+
+fn run_agent(common: &CommonArgs, args: &RunArgs) -> Result<(), RunError> {
+    let loaded = load_config(common)?;
+    let eff = config::resolve(&loaded.config, &common.data_dir)?;
+    tapline_ebpf::preflight()?;
+    let metrics = Metrics::new();
+    let Stores { events, objects } = stores::open(&eff, &metrics)?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(io("starting the async runtime"))?;
+    runtime.block_on(async {
+        let status = Arc::new(Status { ready: false.into(), metrics: metrics.clone() });
+        let server = server::bind(args.http_listen, status.clone())
+            .await
+            .map_err(|source| RunError::Listen { addr: args.http_listen, source })?;
+        tokio::spawn(async move {
+            if let Err(e) = server.await {
+                warn!(error = %e, "the /metrics endpoint stopped");
+            }
+        });
+
+        let ring = u32::try_from(args.ring_buffer_size.next_power_of_two()).unwrap_or(1 << 30);
+        let mut probes = Probes::load(&ProbeConfig { self_pid: std::process::id(), ring_buffer_bytes: ring })?;
+        let mut reader = probes.take_reader()?;
+        let settings = Settings {
+            level: eff.capture_level(),
+            endpoint_levels: eff.endpoint_levels(),
+            body_cap: usize::try_from(args.http_buffer_size).unwrap_or(usize::MAX),
+            direction: eff.direction(),
+            ignore_loopback: eff.ignore_loopback(),
+            report_interval: Duration::from_secs(args.report_interval_secs.max(1)),
+            hostname: process::host_name(),
+            local_ip: process::primary_local_ip(),
+            agent_instance: tapline_output::ids::new_id(),
+            max_connections: 65_536,
+        };
+        let pipeline = RefCell::new(Pipeline::new(
+            settings,
+            Clock::measure(),
+            ProcessTable::new("/proc".into()),
+            events.clone(),
+            objects.clone(),
+            &metrics,
+        ));
+        let mut loss = LossMetrics::new(&metrics);
+        let decode_errors = metrics.component("reader", "ringbuf");
+        let mut sigterm = signal(SignalKind::terminate()).map_err(io("installing the SIGTERM handler"))?;
+        let mut sigint = signal(SignalKind::interrupt()).map_err(io("installing the SIGINT handler"))?;
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        status.ready.store(true, Ordering::Release);
+        info!(programs = probes.attached().len(), listen = %args.http_listen, "tapline is ready");
+
+        let mut handle = |rec: Result<tapline_ebpf::Record<'_>, tapline_ebpf::DecodeError>| match rec {
+            // The RefCell is only borrowed inside this callback and in the select handlers
+            // below, never across an await, so the borrows cannot overlap.
+            Ok(r) => pipeline.borrow_mut().handle(r),
+            Err(e) => {
+                decode_errors.error("decode");
+                tracing::debug!(error = %e, "undecodable ring-buffer record");
+            }
+        };
+        loop {
+            tokio::select! {
+                _ = sigterm.recv() => { info!("SIGTERM: shutting down"); break; }
+                _ = sigint.recv() => { info!("SIGINT: shutting down"); break; }
+                r = reader.next_batch(&mut handle) => {
+                    r.map_err(io("reading the kernel ring buffer"))?;
+                    pipeline.borrow().flush();
+                }
+                _ = tick.tick() => {
+                    pipeline.borrow_mut().tick(SystemTime::now());
+                    match probes.loss_counters() {
+                        Ok(c) => loss.update(&c),
+                        Err(e) => warn!(error = %e, "cannot read the kernel loss counters"),
+                    }
+                }
+            }
+        }
+        status.ready.store(false, Ordering::Release);
+        // Take what the kernel already queued, then finalize every open connection.
+        while let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(100), reader.next_batch(&mut handle)).await {
+            if n == 0 {
+                break;
+            }
+        }
+        if let Ok(c) = probes.loss_counters() {
+            loss.update(&c);
+        }
+        drop(probes);
+        let mut p = pipeline.borrow_mut();
+        p.finish_all(SystemTime::now());
+        p.flush();
+        Ok::<(), RunError>(())
+    })?;
+    stores::shutdown(&events, &objects, Duration::from_secs(10));
+    info!("tapline stopped");
+    Ok(())
+}

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs every test of tapline: formatting, lints, unit tests, and the end-to-end suite
+# (real eBPF, real clients and servers). Run as root on Linux with BTF.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-deps.sh
+if [ "$(id -u)" != 0 ]; then
+  echo "test.sh: the end-to-end tests load eBPF programs: run as root" >&2
+  exit 1
+fi
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+echo "== cargo build"
+cargo build --workspace --bins --quiet
+echo "== tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --no-fail-fast
+else
+  cargo test --workspace --no-fail-fast -- --test-threads=1
+fi
