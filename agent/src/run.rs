@@ -140,8 +140,10 @@ impl LossMetrics {
     fn update(&mut self, counters: &LossCounters) {
         for (reason, total) in &counters.by_reason {
             let prev = self.last.insert(reason, *total).unwrap_or(0);
+            // Every reason is exported, at 0 until something is lost.
+            let counter = self.family.get_or_create(&ReasonLabel { reason: reason.to_string() });
             if *total > prev {
-                self.family.get_or_create(&ReasonLabel { reason: reason.to_string() }).inc_by(total - prev);
+                counter.inc_by(total - prev);
                 warn!(reason = *reason, lost = total - prev, "the kernel dropped capture data");
             }
         }
@@ -195,6 +197,7 @@ fn run_agent(common: &CommonArgs, args: &RunArgs) -> Result<(), RunError> {
             &metrics,
         ));
         let mut loss = LossMetrics::new(&metrics);
+        loss.update(&probes.loss_counters()?);
         let decode_errors = metrics.component("reader", "ringbuf");
         let mut sigterm = signal(SignalKind::terminate()).map_err(io("installing the SIGTERM handler"))?;
         let mut sigint = signal(SignalKind::interrupt()).map_err(io("installing the SIGINT handler"))?;

@@ -1,12 +1,10 @@
 //! ObjectStore: where `HttpTransaction` objects go, keyed by the SHA-1 of their bytes.
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime};
 
 use base64::Engine;
 use serde::Serialize;
@@ -87,18 +85,13 @@ fn valid_digest(d: &str) -> bool {
 }
 
 /// A directory of objects: `<dir>/<digest[..2]>/<digest>.json`, exact bytes, written
-/// atomically by a background thread fed through a bounded queue.
+/// atomically (temp file + rename) before `put` returns, so an `artifact_record` never
+/// names an object that cannot be fetched yet.
 pub struct LocalObjectStore {
     dir: PathBuf,
-    tx: Mutex<Option<SyncSender<StoredObject>>>,
-    /// Objects accepted but not yet on disk (so `get` finds them too).
-    queued: Arc<Mutex<HashMap<String, Vec<u8>>>>,
-    writer: Mutex<Option<JoinHandle<()>>>,
     metrics: ComponentMetrics,
+    warned: AtomicBool,
 }
-
-const QUEUE: usize = 4096;
-const PUT_WAIT: Duration = Duration::from_millis(200);
 
 fn object_path(dir: &Path, digest: &str) -> PathBuf {
     dir.join(&digest[..2]).join(format!("{digest}.json"))
@@ -111,7 +104,7 @@ fn write_atomic(dir: &Path, o: &StoredObject) -> std::io::Result<()> {
     }
     let parent = path.parent().unwrap_or(dir);
     std::fs::create_dir_all(parent)?;
-    let tmp = parent.join(format!(".{}.tmp", o.digest));
+    let tmp = parent.join(format!(".{}.{}.tmp", o.digest, std::process::id()));
     let mut f = std::fs::File::create(&tmp)?;
     f.write_all(&o.bytes)?;
     drop(f);
@@ -119,38 +112,12 @@ fn write_atomic(dir: &Path, o: &StoredObject) -> std::io::Result<()> {
 }
 
 impl LocalObjectStore {
-    /// Opens (creating) the directory and starts the writer thread.
+    /// Opens (creating) the directory.
     pub fn open(dir: PathBuf, metrics: ComponentMetrics) -> Result<Self, StoreError> {
         let io = |context| move |source| StoreError::Io { store: "local".into(), context, source };
         std::fs::create_dir_all(&dir).map_err(io("creating the object directory"))?;
         let dir = dir.canonicalize().map_err(io("resolving the object directory"))?;
-        let (tx, rx) = mpsc::sync_channel::<StoredObject>(QUEUE);
-        let queued: Arc<Mutex<HashMap<String, Vec<u8>>>> = Arc::default();
-        let (wdir, wqueued, wm) = (dir.clone(), queued.clone(), metrics.clone());
-        let writer = std::thread::Builder::new()
-            .name("tapline-local-store".into())
-            .spawn(move || Self::write_loop(&wdir, rx, &wqueued, &wm))
-            .map_err(io("starting the writer thread"))?;
-        Ok(Self { dir, tx: Mutex::new(Some(tx)), queued, writer: Mutex::new(Some(writer)), metrics })
-    }
-
-    fn write_loop(dir: &Path, rx: Receiver<StoredObject>, queued: &Mutex<HashMap<String, Vec<u8>>>, m: &ComponentMetrics) {
-        let mut warned = false;
-        for o in rx {
-            match write_atomic(dir, &o) {
-                Ok(()) => m.sent(1),
-                Err(e) => {
-                    m.discarded("write_error", 1);
-                    if !warned {
-                        warn!(store = "local", dir = %dir.display(), error = %e, "cannot write objects");
-                        warned = true;
-                    }
-                }
-            }
-            if let Ok(mut q) = queued.lock() {
-                q.remove(&o.digest);
-            }
-        }
+        Ok(Self { dir, metrics, warned: AtomicBool::new(false) })
     }
 
     /// The directory objects are written to.
@@ -166,32 +133,21 @@ impl ObjectStore for LocalObjectStore {
 
     fn put(&self, object: StoredObject) -> Result<Location, StoreError> {
         self.metrics.received(1);
-        let url = format!("file://{}", object_path(&self.dir, &object.digest).display());
-        let tx = self.tx.lock().ok().and_then(|t| t.clone());
-        let Some(tx) = tx else {
-            self.metrics.discarded("closed", 1);
-            return Err(StoreError::Unavailable { store: "local".into(), reason: "the store is shut down" });
-        };
-        if let Ok(mut q) = self.queued.lock() {
-            q.insert(object.digest.clone(), object.bytes.clone());
+        if !valid_digest(&object.digest) {
+            self.metrics.discarded("invalid_digest", 1);
+            return Err(StoreError::Unavailable { store: "local".into(), reason: "the digest is not 40 hex digits" });
         }
-        let digest = object.digest.clone();
-        let mut item = object;
-        let deadline = Instant::now() + PUT_WAIT;
-        loop {
-            match tx.try_send(item) {
-                Ok(()) => return Ok(Location { url }),
-                Err(TrySendError::Full(back)) if Instant::now() < deadline => {
-                    item = back;
-                    std::thread::sleep(Duration::from_millis(1));
+        match write_atomic(&self.dir, &object) {
+            Ok(()) => {
+                self.metrics.sent(1);
+                Ok(Location { url: format!("file://{}", object_path(&self.dir, &object.digest).display()) })
+            }
+            Err(source) => {
+                self.metrics.discarded("write_error", 1);
+                if !self.warned.swap(true, Ordering::Relaxed) {
+                    warn!(store = "local", dir = %self.dir.display(), error = %source, "cannot write objects");
                 }
-                Err(_) => {
-                    if let Ok(mut q) = self.queued.lock() {
-                        q.remove(&digest);
-                    }
-                    self.metrics.discarded("queue_full", 1);
-                    return Err(StoreError::Unavailable { store: "local".into(), reason: "its write queue stayed full" });
-                }
+                Err(StoreError::Io { store: "local".into(), context: "writing an object", source })
             }
         }
     }
@@ -199,9 +155,6 @@ impl ObjectStore for LocalObjectStore {
     fn get(&self, digest: &str) -> Result<Option<Vec<u8>>, StoreError> {
         if !valid_digest(digest) {
             return Ok(None);
-        }
-        if let Some(b) = self.queued.lock().ok().and_then(|q| q.get(digest).cloned()) {
-            return Ok(Some(b));
         }
         match std::fs::read(object_path(&self.dir, digest)) {
             Ok(b) => Ok(Some(b)),
@@ -212,31 +165,8 @@ impl ObjectStore for LocalObjectStore {
 
     fn flush(&self) {}
 
-    fn shutdown(&self, timeout: Duration) -> Result<(), StoreError> {
-        // Closing the channel ends the writer loop once the queue is drained.
-        if let Ok(mut t) = self.tx.lock() {
-            t.take();
-        }
-        let handle = self.writer.lock().ok().and_then(|mut w| w.take());
-        if let Some(h) = handle {
-            let deadline = Instant::now() + timeout;
-            while !h.is_finished() {
-                if Instant::now() > deadline {
-                    let left = self.queued.lock().map(|q| q.len()).unwrap_or(0);
-                    self.metrics.discarded("shutdown_timeout", left as u64);
-                    return Err(StoreError::Unavailable { store: "local".into(), reason: "objects still queued at shutdown" });
-                }
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            let _ = h.join();
-        }
+    fn shutdown(&self, _timeout: Duration) -> Result<(), StoreError> {
         Ok(())
-    }
-}
-
-impl Drop for LocalObjectStore {
-    fn drop(&mut self) {
-        let _ = self.shutdown(Duration::from_secs(5));
     }
 }
 

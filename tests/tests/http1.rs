@@ -230,7 +230,7 @@ fn five_mib_post_arrives_intact_at_level_full() {
 fn thousand_keepalive_requests_one_connection() {
     let _lock = probe_lock();
     let (_server, port) = start_http_server("127.0.0.1").expect("server");
-    let agent = Agent::start(Some(FULL), &[]).expect("agent");
+    let agent = Agent::start(Some(FULL), &["--report-interval-secs", "600"]).expect("agent");
     // curl's URL globbing reuses one connection for all 1,000 requests.
     run(Command::new("curl").args(["-sS", "-o", "/dev/null", &format!("http://127.0.0.1:{port}/k/[1-1000]")]))
         .expect("curl");
