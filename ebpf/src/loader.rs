@@ -65,7 +65,10 @@ pub struct ProbeConfig {
 
 impl Default for ProbeConfig {
     fn default() -> Self {
-        ProbeConfig { self_pid: std::process::id(), ring_buffer_bytes: 16 << 20 }
+        ProbeConfig {
+            self_pid: std::process::id(),
+            ring_buffer_bytes: 16 << 20,
+        }
     }
 }
 
@@ -117,7 +120,11 @@ pub struct LossCounters {
 impl LossCounters {
     /// The total of one reason.
     pub fn get(&self, reason: &str) -> u64 {
-        self.by_reason.iter().find(|(r, _)| *r == reason).map(|(_, n)| *n).unwrap_or(0)
+        self.by_reason
+            .iter()
+            .find(|(r, _)| *r == reason)
+            .map(|(_, n)| *n)
+            .unwrap_or(0)
     }
 }
 
@@ -132,14 +139,25 @@ pub struct Probes {
 /// it; minimal VMs and containers often boot without it).
 fn ensure_tracefs() -> Result<(), LoadError> {
     let mounted = std::fs::read_to_string("/proc/mounts")
-        .map(|m| m.lines().any(|l| l.split_whitespace().nth(2) == Some("tracefs")))
+        .map(|m| {
+            m.lines()
+                .any(|l| l.split_whitespace().nth(2) == Some("tracefs"))
+        })
         .unwrap_or(false);
     if mounted {
         return Ok(());
     }
     let target = c"/sys/kernel/tracing";
     // SAFETY: mount(2) with valid NUL-terminated strings and no data argument.
-    let rc = unsafe { libc::mount(c"tracefs".as_ptr(), target.as_ptr(), c"tracefs".as_ptr(), 0, std::ptr::null()) };
+    let rc = unsafe {
+        libc::mount(
+            c"tracefs".as_ptr(),
+            target.as_ptr(),
+            c"tracefs".as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
     if rc != 0 {
         return Err(LoadError::Tracefs(std::io::Error::last_os_error()));
     }
@@ -158,10 +176,17 @@ impl Probes {
             .load(OBJECT)?;
         let mut attached = Vec::new();
         for &(program, target) in SYSCALL_PROGRAMS {
-            let err = |source| LoadError::Program { program, target, source };
+            let err = |source| LoadError::Program {
+                program,
+                target,
+                source,
+            };
             let p: &mut TracePoint = ebpf
                 .program_mut(program)
-                .ok_or_else(|| LoadError::Map { name: "programs", reason: format!("`{program}` missing") })?
+                .ok_or_else(|| LoadError::Map {
+                    name: "programs",
+                    reason: format!("`{program}` missing"),
+                })?
                 .try_into()
                 .map_err(err)?;
             p.load().map_err(err)?;
@@ -171,10 +196,17 @@ impl Probes {
         }
         {
             let (program, target) = ("tl_sock_state", "inet_sock_set_state");
-            let err = |source| LoadError::Program { program, target, source };
+            let err = |source| LoadError::Program {
+                program,
+                target,
+                source,
+            };
             let p: &mut TracePoint = ebpf
                 .program_mut(program)
-                .ok_or_else(|| LoadError::Map { name: "programs", reason: format!("`{program}` missing") })?
+                .ok_or_else(|| LoadError::Map {
+                    name: "programs",
+                    reason: format!("`{program}` missing"),
+                })?
                 .try_into()
                 .map_err(err)?;
             p.load().map_err(err)?;
@@ -183,23 +215,41 @@ impl Probes {
         }
         let btf = Btf::from_sys_fs()?;
         for &(program, target) in BTF_PROGRAMS {
-            let err = |source| LoadError::Program { program, target, source };
+            let err = |source| LoadError::Program {
+                program,
+                target,
+                source,
+            };
             let p: &mut BtfTracePoint = ebpf
                 .program_mut(program)
-                .ok_or_else(|| LoadError::Map { name: "programs", reason: format!("`{program}` missing") })?
+                .ok_or_else(|| LoadError::Map {
+                    name: "programs",
+                    reason: format!("`{program}` missing"),
+                })?
                 .try_into()
                 .map_err(err)?;
             p.load(target, &btf).map_err(err)?;
             p.attach().map_err(err)?;
             attached.push(format!("tp_btf/{target}"));
         }
-        let loss_map = ebpf
-            .take_map("LOSS")
-            .ok_or_else(|| LoadError::Map { name: "LOSS", reason: "missing".into() })?;
-        let loss = PerCpuArray::try_from(loss_map)
-            .map_err(|e| LoadError::Map { name: "LOSS", reason: e.to_string() })?;
-        info!(programs = attached.len(), ring_bytes = ring, "kernel programs attached");
-        Ok(Probes { ebpf, attached, loss })
+        let loss_map = ebpf.take_map("LOSS").ok_or_else(|| LoadError::Map {
+            name: "LOSS",
+            reason: "missing".into(),
+        })?;
+        let loss = PerCpuArray::try_from(loss_map).map_err(|e| LoadError::Map {
+            name: "LOSS",
+            reason: e.to_string(),
+        })?;
+        info!(
+            programs = attached.len(),
+            ring_bytes = ring,
+            "kernel programs attached"
+        );
+        Ok(Probes {
+            ebpf,
+            attached,
+            loss,
+        })
     }
 
     /// What is attached, e.g. `tracepoint/syscalls/sys_enter_write`.
@@ -210,7 +260,10 @@ impl Probes {
     /// Takes the ring-buffer reader (once). Needs a tokio runtime.
     pub fn take_reader(&mut self) -> Result<RecordReader, LoadError> {
         let map = self.ebpf.take_map("EVENTS").ok_or(LoadError::ReaderTaken)?;
-        let ring = RingBuf::try_from(map).map_err(|e| LoadError::Map { name: "EVENTS", reason: e.to_string() })?;
+        let ring = RingBuf::try_from(map).map_err(|e| LoadError::Map {
+            name: "EVENTS",
+            reason: e.to_string(),
+        })?;
         Ok(RecordReader::new(ring)?)
     }
 
@@ -218,10 +271,10 @@ impl Probes {
     pub fn loss_counters(&self) -> Result<LossCounters, LoadError> {
         let mut by_reason = Vec::with_capacity(LOSS_REASONS.len());
         for (i, reason) in LOSS_REASONS.iter().enumerate() {
-            let v = self
-                .loss
-                .get(&(i as u32), 0)
-                .map_err(|e| LoadError::Map { name: "LOSS", reason: e.to_string() })?;
+            let v = self.loss.get(&(i as u32), 0).map_err(|e| LoadError::Map {
+                name: "LOSS",
+                reason: e.to_string(),
+            })?;
             by_reason.push((*reason, v.iter().sum()));
         }
         Ok(LossCounters { by_reason })

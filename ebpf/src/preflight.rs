@@ -9,7 +9,9 @@ pub enum PreflightError {
     #[error("tapline must run as root (it loads eBPF programs); try: sudo tapline")]
     NotRoot,
     /// No kernel BTF.
-    #[error("this kernel has no BTF (/sys/kernel/btf/vmlinux is missing); tapline needs a kernel built with CONFIG_DEBUG_INFO_BTF=y")]
+    #[error(
+        "this kernel has no BTF (/sys/kernel/btf/vmlinux is missing); tapline needs a kernel built with CONFIG_DEBUG_INFO_BTF=y"
+    )]
     NoBtf,
     /// Kernel older than 5.8 (ring buffer).
     #[error("kernel {0} is too old: tapline needs Linux 5.8 or newer (BPF ring buffer)")]
@@ -17,7 +19,11 @@ pub enum PreflightError {
 }
 
 fn kernel_release() -> Option<String> {
-    nix_uname().or_else(|| std::fs::read_to_string("/proc/sys/kernel/osrelease").ok().map(|s| s.trim().to_string()))
+    nix_uname().or_else(|| {
+        std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .ok()
+            .map(|s| s.trim().to_string())
+    })
 }
 
 fn nix_uname() -> Option<String> {
@@ -26,7 +32,12 @@ fn nix_uname() -> Option<String> {
     if unsafe { libc::uname(&mut u) } != 0 {
         return None;
     }
-    let bytes: Vec<u8> = u.release.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
+    let bytes: Vec<u8> = u
+        .release
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
     String::from_utf8(bytes).ok()
 }
 
@@ -52,12 +63,10 @@ pub fn preflight() -> Result<(), PreflightError> {
     if !Path::new("/sys/kernel/btf/vmlinux").exists() {
         return Err(PreflightError::NoBtf);
     }
-    if let Some(rel) = kernel_release() {
-        if let Some(v) = parse_release(&rel) {
-            if v < (5, 8) {
-                return Err(PreflightError::KernelTooOld(rel));
-            }
-        }
+    if let Some(rel) = kernel_release()
+        && parse_release(&rel).is_some_and(|v| v < (5, 8))
+    {
+        return Err(PreflightError::KernelTooOld(rel));
     }
     Ok(())
 }
@@ -76,7 +85,11 @@ mod tests {
 
     #[test]
     fn messages_are_one_sentence() {
-        for e in [PreflightError::NotRoot, PreflightError::NoBtf, PreflightError::KernelTooOld("4.19".into())] {
+        for e in [
+            PreflightError::NotRoot,
+            PreflightError::NoBtf,
+            PreflightError::KernelTooOld("4.19".into()),
+        ] {
             let s = e.to_string();
             assert!(!s.contains('\n') && s.len() < 200, "{s}");
         }

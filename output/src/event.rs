@@ -13,6 +13,9 @@ use crate::model::{ArtifactRecord, Connection, Issue};
 use crate::object::StoreError;
 
 /// An event for the EventStore.
+// Events are built, submitted by reference and dropped one at a time, never stored in bulk,
+// so the size difference between variants costs nothing worth a Box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     /// A connection report.
@@ -55,7 +58,9 @@ struct Envelope<'a, T: Serialize> {
 }
 
 fn epoch_secs(t: SystemTime) -> f64 {
-    t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 /// One NDJSON line (with its `\n`): qtap's zap envelope plus the event kind.
@@ -160,7 +165,11 @@ impl<W: Write + Send + 'static> EventStore for StdoutEventStore<W> {
 
     fn flush(&self) {
         let Ok(mut out) = self.out.lock() else { return };
-        let n = self.pending.lock().map(|mut p| std::mem::take(&mut *p)).unwrap_or(0);
+        let n = self
+            .pending
+            .lock()
+            .map(|mut p| std::mem::take(&mut *p))
+            .unwrap_or(0);
         match out.flush() {
             Ok(()) => self.metrics.sent(n),
             Err(e) => {

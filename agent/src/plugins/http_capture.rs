@@ -11,8 +11,8 @@
 use std::time::SystemTime;
 
 use tapline_output::model::{
-    ArtifactRecord, ArtifactType, Direction, Headers, HttpTransaction, Summary, TxnMetadata, TxnRequest,
-    TxnResponse,
+    ArtifactRecord, ArtifactType, Direction, Headers, HttpTransaction, Summary, TxnMetadata,
+    TxnRequest, TxnResponse,
 };
 
 use crate::config::CaptureLevel;
@@ -49,7 +49,10 @@ pub struct Captured {
 }
 
 fn header<'h>(headers: &'h [Header], name: &str) -> Option<&'h str> {
-    headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value.as_str())
+    headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case(name))
+        .map(|h| h.value.as_str())
 }
 
 fn to_headers(hs: &[Header], trailers: &[Header]) -> Headers {
@@ -62,7 +65,10 @@ fn to_headers(hs: &[Header], trailers: &[Header]) -> Headers {
 
 /// Splits a request target into (path, full URL) for the given scheme and authority.
 pub fn url_parts(target: &str, scheme: &str, authority: &str) -> (String, String) {
-    if let Some(rest) = target.strip_prefix("http://").or_else(|| target.strip_prefix("https://")) {
+    if let Some(rest) = target
+        .strip_prefix("http://")
+        .or_else(|| target.strip_prefix("https://"))
+    {
         // Absolute form (proxies): the path starts at the first slash after the authority.
         let path_start = rest.find('/').unwrap_or(rest.len());
         let path = &rest[path_start..];
@@ -82,7 +88,10 @@ pub fn url_parts(target: &str, scheme: &str, authority: &str) -> (String, String
 
 /// Approximate size on the wire of a message head (request/status line + headers + blank line).
 fn head_len(first_line: usize, headers: &[Header]) -> u64 {
-    let hs: usize = headers.iter().map(|h| h.name.len() + 2 + h.value.len() + 2).sum();
+    let hs: usize = headers
+        .iter()
+        .map(|h| h.name.len() + 2 + h.value.len() + 2)
+        .sum();
     (first_line + 2 + hs + 2) as u64
 }
 
@@ -99,18 +108,27 @@ pub fn capture(
     }
     let req = &txn.request;
     let res = txn.response.as_ref();
-    let authority = header(&req.headers, "host").map(str::to_string).unwrap_or_else(|| ctx.fallback_authority.clone());
+    let authority = header(&req.headers, "host")
+        .map(str::to_string)
+        .unwrap_or_else(|| ctx.fallback_authority.clone());
     let (path, url) = url_parts(&req.target, ctx.scheme, &authority);
     let with_headers = matches!(level, CaptureLevel::Headers | CaptureLevel::Full);
     let with_bodies = level == CaptureLevel::Full;
     let req_content_type = header(&req.headers, "content-type").map(str::to_string);
-    let res_content_type = res.and_then(|r| header(&r.headers, "content-type")).map(str::to_string);
+    let res_content_type = res
+        .and_then(|r| header(&r.headers, "content-type"))
+        .map(str::to_string);
 
-    let req_wire = head_len(req.method.len() + 1 + req.target.len() + 9, &req.headers) + txn.request_body.len;
+    let req_wire =
+        head_len(req.method.len() + 1 + req.target.len() + 9, &req.headers) + txn.request_body.len;
     let res_wire = res
         .map(|r| head_len(12 + r.reason.len() + 1, &r.headers) + txn.response_body.len)
         .unwrap_or(0);
-    let (bytes_sent, bytes_received) = if ctx.server_side { (res_wire, req_wire) } else { (req_wire, res_wire) };
+    let (bytes_sent, bytes_received) = if ctx.server_side {
+        (res_wire, req_wire)
+    } else {
+        (req_wire, res_wire)
+    };
 
     let body = |b: &crate::txn::Body| (with_bodies && b.len > 0).then(|| b.bytes.clone());
     let object = HttpTransaction {
@@ -187,9 +205,21 @@ mod tests {
 
     #[test]
     fn url_forms() {
-        assert_eq!(url_parts("/a/b?q=1", "http", "h:8"), ("/a/b".into(), "http://h:8/a/b?q=1".into()));
-        assert_eq!(url_parts("http://x.org/p?z", "http", "x.org"), ("/p".into(), "http://x.org/p?z".into()));
-        assert_eq!(url_parts("http://x.org", "http", "x.org"), ("/".into(), "http://x.org".into()));
-        assert_eq!(url_parts("x.org:443", "http", "x.org:443"), ("x.org:443".into(), "http://x.org:443".into()));
+        assert_eq!(
+            url_parts("/a/b?q=1", "http", "h:8"),
+            ("/a/b".into(), "http://h:8/a/b?q=1".into())
+        );
+        assert_eq!(
+            url_parts("http://x.org/p?z", "http", "x.org"),
+            ("/p".into(), "http://x.org/p?z".into())
+        );
+        assert_eq!(
+            url_parts("http://x.org", "http", "x.org"),
+            ("/".into(), "http://x.org".into())
+        );
+        assert_eq!(
+            url_parts("x.org:443", "http", "x.org:443"),
+            ("x.org:443".into(), "http://x.org:443".into())
+        );
     }
 }

@@ -158,7 +158,10 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_head_bytes: 64 * 1024, max_headers: 256 }
+        Limits {
+            max_head_bytes: 64 * 1024,
+            max_headers: 256,
+        }
     }
 }
 
@@ -202,8 +205,16 @@ impl Parser {
     pub fn new(limits: Limits) -> Parser {
         Parser {
             limits,
-            client: Half { side: Side::Client, state: State::Head, buf: Vec::new() },
-            server: Half { side: Side::Server, state: State::Head, buf: Vec::new() },
+            client: Half {
+                side: Side::Client,
+                state: State::Head,
+                buf: Vec::new(),
+            },
+            server: Half {
+                side: Side::Server,
+                state: State::Head,
+                buf: Vec::new(),
+            },
             pending: VecDeque::new(),
             events: VecDeque::new(),
         }
@@ -241,7 +252,10 @@ impl Parser {
         }
         let mut half = self.take_half(side);
         if half.state != State::Done {
-            self.events.push_back(Http1Event::Error(Http1Error::Gap { side, bytes: missing }));
+            self.events.push_back(Http1Event::Error(Http1Error::Gap {
+                side,
+                bytes: missing,
+            }));
             half.buf.clear();
             let next = match &half.state {
                 State::Body(b) => b.skip(missing),
@@ -271,7 +285,11 @@ impl Parser {
     }
 
     fn take_half(&mut self, side: Side) -> Half {
-        let fresh = Half { side, state: State::Head, buf: Vec::new() };
+        let fresh = Half {
+            side,
+            state: State::Head,
+            buf: Vec::new(),
+        };
         match side {
             Side::Client => std::mem::replace(&mut self.client, fresh),
             Side::Server => std::mem::replace(&mut self.server, fresh),
@@ -292,10 +310,11 @@ impl Parser {
             return;
         }
         if rest.len() > self.limits.max_head_bytes {
-            self.events.push_back(Http1Event::Error(Http1Error::HeadTooLarge {
-                side: half.side,
-                limit: self.limits.max_head_bytes,
-            }));
+            self.events
+                .push_back(Http1Event::Error(Http1Error::HeadTooLarge {
+                    side: half.side,
+                    limit: self.limits.max_head_bytes,
+                }));
             half.buf.clear();
             half.state = State::Resync;
             return;
@@ -355,7 +374,10 @@ impl Parser {
     /// Parses a head at the start of `input`. Returns bytes used, or None when more are needed.
     fn head(&mut self, half: &mut Half, input: &[u8]) -> Option<usize> {
         // Empty lines before a message are allowed (RFC 9112 §2.2).
-        let lead = input.iter().take_while(|&&b| b == b'\r' || b == b'\n').count();
+        let lead = input
+            .iter()
+            .take_while(|&&b| b == b'\r' || b == b'\n')
+            .count();
         if lead > 0 {
             return Some(lead);
         }
@@ -365,7 +387,9 @@ impl Parser {
             Side::Client => {
                 let mut req = httparse::Request::new(&mut storage);
                 match req.parse(input) {
-                    Ok(httparse::Status::Complete(n)) => Ok(Some((n, Parsed::Request(to_request(&req))))),
+                    Ok(httparse::Status::Complete(n)) => {
+                        Ok(Some((n, Parsed::Request(to_request(&req)))))
+                    }
                     Ok(httparse::Status::Partial) => Ok(None),
                     Err(e) => Err(e),
                 }
@@ -373,7 +397,9 @@ impl Parser {
             Side::Server => {
                 let mut res = httparse::Response::new(&mut storage);
                 match res.parse(input) {
-                    Ok(httparse::Status::Complete(n)) => Ok(Some((n, Parsed::Response(to_response(&res))))),
+                    Ok(httparse::Status::Complete(n)) => {
+                        Ok(Some((n, Parsed::Response(to_response(&res)))))
+                    }
                     Ok(httparse::Status::Partial) => Ok(None),
                     Err(e) => Err(e),
                 }
@@ -386,7 +412,13 @@ impl Parser {
             }
             Ok(None) => {
                 if input.len() > self.limits.max_head_bytes {
-                    self.fail(half, Http1Error::HeadTooLarge { side, limit: self.limits.max_head_bytes });
+                    self.fail(
+                        half,
+                        Http1Error::HeadTooLarge {
+                            side,
+                            limit: self.limits.max_head_bytes,
+                        },
+                    );
                     Some(1)
                 } else {
                     None
@@ -394,9 +426,15 @@ impl Parser {
             }
             Err(e) => {
                 let err = if e == httparse::Error::TooManyHeaders {
-                    Http1Error::HeadTooLarge { side, limit: self.limits.max_head_bytes }
+                    Http1Error::HeadTooLarge {
+                        side,
+                        limit: self.limits.max_head_bytes,
+                    }
                 } else {
-                    Http1Error::InvalidHead { side, detail: e.to_string() }
+                    Http1Error::InvalidHead {
+                        side,
+                        detail: e.to_string(),
+                    }
                 };
                 self.fail(half, err);
                 // Skip at least one byte so resync looks past this message start.
@@ -415,7 +453,10 @@ impl Parser {
         match head {
             Parsed::Request(req) => {
                 let framing = framing::request_body(&req.headers);
-                self.pending.push_back(Pending { head: req.method == "HEAD", connect: req.method == "CONNECT" });
+                self.pending.push_back(Pending {
+                    head: req.method == "HEAD",
+                    connect: req.method == "CONNECT",
+                });
                 self.events.push_back(Http1Event::RequestHead(req));
                 self.begin_body(half, framing);
             }
@@ -426,10 +467,15 @@ impl Parser {
                 }
                 let req = self.pending.pop_front();
                 let status = res.status;
-                let upgraded =
-                    status == 101 || (req.as_ref().is_some_and(|r| r.connect) && (200..300).contains(&status));
-                let no_body = req.as_ref().is_some_and(|r| r.head) || status == 204 || status == 304;
-                let framing = if upgraded || no_body { Ok(None) } else { framing::response_body(&res.headers) };
+                let upgraded = status == 101
+                    || (req.as_ref().is_some_and(|r| r.connect) && (200..300).contains(&status));
+                let no_body =
+                    req.as_ref().is_some_and(|r| r.head) || status == 204 || status == 304;
+                let framing = if upgraded || no_body {
+                    Ok(None)
+                } else {
+                    framing::response_body(&res.headers)
+                };
                 self.events.push_back(Http1Event::ResponseHead(res));
                 if upgraded {
                     self.end_message(side, Vec::new());
@@ -481,14 +527,26 @@ impl Parser {
                 Chunk::Size => match framing::chunk_size(input) {
                     framing::Line::NeedMore => {
                         if input.len() > 4096 {
-                            self.fail(half, Http1Error::InvalidChunk { side, detail: "chunk-size line too long" });
+                            self.fail(
+                                half,
+                                Http1Error::InvalidChunk {
+                                    side,
+                                    detail: "chunk-size line too long",
+                                },
+                            );
                             Some(1)
                         } else {
                             None
                         }
                     }
                     framing::Line::Invalid => {
-                        self.fail(half, Http1Error::InvalidChunk { side, detail: "bad chunk size" });
+                        self.fail(
+                            half,
+                            Http1Error::InvalidChunk {
+                                side,
+                                detail: "bad chunk size",
+                            },
+                        );
                         Some(1)
                     }
                     framing::Line::Done(used, 0) => {
@@ -520,7 +578,13 @@ impl Parser {
                     } else if input == b"\r" {
                         None
                     } else {
-                        self.fail(half, Http1Error::InvalidChunk { side, detail: "missing CRLF after chunk data" });
+                        self.fail(
+                            half,
+                            Http1Error::InvalidChunk {
+                                side,
+                                detail: "missing CRLF after chunk data",
+                            },
+                        );
                         Some(0)
                     }
                 }
@@ -535,7 +599,13 @@ impl Parser {
                         }
                         Ok(httparse::Status::Partial) => {
                             if input.len() > self.limits.max_head_bytes {
-                                self.fail(half, Http1Error::HeadTooLarge { side, limit: self.limits.max_head_bytes });
+                                self.fail(
+                                    half,
+                                    Http1Error::HeadTooLarge {
+                                        side,
+                                        limit: self.limits.max_head_bytes,
+                                    },
+                                );
                                 Some(1)
                             } else {
                                 None
@@ -543,7 +613,13 @@ impl Parser {
                         }
                         Err(e) => {
                             self.end_message(side, Vec::new());
-                            self.fail(half, Http1Error::InvalidHead { side, detail: format!("trailers: {e}") });
+                            self.fail(
+                                half,
+                                Http1Error::InvalidHead {
+                                    side,
+                                    detail: format!("trailers: {e}"),
+                                },
+                            );
                             Some(0)
                         }
                     }
@@ -559,7 +635,10 @@ enum Parsed {
 }
 
 fn to_header(h: &httparse::Header<'_>) -> Header {
-    Header { name: h.name.to_string(), value: String::from_utf8_lossy(h.value).into_owned() }
+    Header {
+        name: h.name.to_string(),
+        value: String::from_utf8_lossy(h.value).into_owned(),
+    }
 }
 
 fn to_request(r: &httparse::Request<'_, '_>) -> RequestHead {
