@@ -582,9 +582,18 @@ impl Pipeline {
             let ev = self.connection_event(conn, now, false);
             Self::emit(&self.m, &self.event_stores, Event::Connection(ev));
         }
+        let interval = self.settings.report_interval;
         if let Some(conn) = self.conns.get_mut(&sock) {
             conn.reports += 1;
-            conn.last_report = now;
+            // Fixed rate: the next report is due one interval after this one was due, so tick
+            // jitter does not stretch the period; after a long stall, start again from now.
+            conn.last_report += interval;
+            if now
+                .duration_since(conn.last_report)
+                .is_ok_and(|late| late >= interval)
+            {
+                conn.last_report = now;
+            }
         }
     }
 

@@ -240,18 +240,28 @@ impl Agent {
         self.child.id()
     }
 
-    /// Sends SIGTERM and waits for the agent to exit.
-    pub fn stop(mut self) -> Result<Stopped> {
+    /// Sends `signal` to the agent.
+    pub fn signal(&self, signal: i32) {
         // SAFETY: kill(2) on our own child's pid.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(30);
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+    }
+
+    /// Sends SIGTERM and waits for the agent to exit.
+    pub fn stop(self) -> Result<Stopped> {
+        self.signal(libc::SIGTERM);
+        self.wait_exit(Duration::from_secs(30))
+    }
+
+    /// Waits (without signalling) for the agent to exit.
+    pub fn wait_exit(mut self, timeout: Duration) -> Result<Stopped> {
+        let deadline = Instant::now() + timeout;
         let status = loop {
             if let Some(s) = self.child.try_wait()? {
                 break s;
             }
             if Instant::now() > deadline {
                 let _ = self.child.kill();
-                bail!("agent did not exit within 30 s of SIGTERM");
+                bail!("agent did not exit within {timeout:?}");
             }
             std::thread::sleep(Duration::from_millis(20));
         };

@@ -223,3 +223,163 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod level_tests {
+    use super::*;
+    use crate::proto::http1::{RequestHead, ResponseHead};
+    use crate::txn::{Body, Transaction};
+    use std::time::{Duration, SystemTime};
+
+    fn h(n: &str, v: &str) -> Header {
+        Header {
+            name: n.into(),
+            value: v.into(),
+        }
+    }
+
+    fn txn() -> Transaction {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        Transaction {
+            request: RequestHead {
+                method: "POST".into(),
+                target: "/api/v1?x=1".into(),
+                version: 1,
+                headers: vec![
+                    h("Host", "api.example.com:8443"),
+                    h("Content-Type", "application/json"),
+                    h("User-Agent", "t/1"),
+                ],
+            },
+            request_body: Body {
+                bytes: b"{}".to_vec(),
+                len: 2,
+                truncated: false,
+            },
+            request_trailers: vec![],
+            request_time: t0,
+            response: Some(ResponseHead {
+                status: 503,
+                reason: "Service Unavailable".into(),
+                version: 1,
+                headers: vec![h("Content-Type", "text/plain"), h("Content-Length", "4")],
+            }),
+            response_body: Body {
+                bytes: b"down".to_vec(),
+                len: 4,
+                truncated: false,
+            },
+            response_trailers: vec![],
+            response_time: Some(t0 + Duration::from_millis(42)),
+            end_time: t0 + Duration::from_millis(43),
+            incomplete: false,
+        }
+    }
+
+    fn ctx(p: &ProcessInfo) -> TxnContext<'_> {
+        TxnContext {
+            connection_id: "c0000000000000000000",
+            endpoint_id: "api.example.com",
+            direction: Direction::EgressExternal,
+            process: p,
+            scheme: "http",
+            protocol: "http1",
+            server_side: false,
+            fallback_authority: "198.51.100.2:8443".into(),
+        }
+    }
+
+    #[test]
+    fn levels_decide_what_the_object_holds() {
+        let p = ProcessInfo {
+            pid: 7,
+            exe: Some("/usr/bin/app".into()),
+            ..Default::default()
+        };
+        let now = SystemTime::now();
+        assert!(capture(&txn(), CaptureLevel::None, &ctx(&p), "r".into(), now).is_none());
+
+        let s =
+            capture(&txn(), CaptureLevel::Summary, &ctx(&p), "r1".into(), now).expect("summary");
+        assert!(s.object.request.headers.is_none() && s.object.request.body.is_none());
+        let res = s.object.response.as_ref().expect("response");
+        assert!(res.headers.is_none() && res.body.is_none());
+        assert_eq!(res.status, 503);
+        assert_eq!(
+            s.object.request.url,
+            "http://api.example.com:8443/api/v1?x=1"
+        );
+        assert_eq!(s.object.request.path.as_deref(), Some("/api/v1"));
+        assert_eq!(s.object.duration_ms, 42);
+        let sum = s.record.summary.as_ref().expect("summary block");
+        assert_eq!(sum.request_host, "api.example.com");
+        assert_eq!(
+            sum.request_content_type.as_deref(),
+            Some("application/json")
+        );
+        assert_eq!(sum.response_status, 503);
+        assert_eq!(sum.process_exe, "/usr/bin/app");
+
+        let hd =
+            capture(&txn(), CaptureLevel::Headers, &ctx(&p), "r2".into(), now).expect("headers");
+        assert_eq!(
+            hd.object
+                .request
+                .headers
+                .as_ref()
+                .and_then(|h| h.get("user-agent")),
+            Some("t/1")
+        );
+        assert!(hd.object.request.body.is_none());
+        assert!(
+            hd.object
+                .response
+                .as_ref()
+                .is_some_and(|r| r.headers.is_some() && r.body.is_none())
+        );
+
+        let full = capture(&txn(), CaptureLevel::Full, &ctx(&p), "r3".into(), now).expect("full");
+        assert_eq!(full.object.request.body.as_deref(), Some(&b"{}"[..]));
+        assert_eq!(
+            full.object
+                .response
+                .as_ref()
+                .and_then(|r| r.body.as_deref()),
+            Some(&b"down"[..])
+        );
+        assert_eq!(full.object.metadata.process_id.as_deref(), Some("7"));
+        // "POST /api/v1?x=1 HTTP/1.1\r\n" + 3 headers + "\r\n" + 2 body bytes
+        let req = 27 + (4 + 2 + 20 + 2) + (12 + 2 + 16 + 2) + (10 + 2 + 3 + 2) + 2 + 2;
+        assert_eq!(full.object.metadata.bytes_sent, Some(req));
+    }
+
+    #[test]
+    fn missing_host_uses_the_destination_and_server_side_swaps_byte_counts() {
+        let p = ProcessInfo::default();
+        let mut t = txn();
+        t.request.headers.retain(|h| h.name != "Host");
+        let mut c = ctx(&p);
+        c.server_side = true;
+        let cap =
+            capture(&t, CaptureLevel::Summary, &c, "r".into(), SystemTime::now()).expect("cap");
+        assert_eq!(
+            cap.object.request.authority.as_deref(),
+            Some("198.51.100.2:8443")
+        );
+        let client = capture(
+            &t,
+            CaptureLevel::Summary,
+            &ctx(&p),
+            "r".into(),
+            SystemTime::now(),
+        )
+        .expect("cap");
+        let (s, c) = (&cap.object.metadata, &client.object.metadata);
+        assert_eq!(
+            (s.bytes_sent, s.bytes_received),
+            (c.bytes_received, c.bytes_sent),
+            "perspectives swap"
+        );
+        assert_ne!(s.bytes_sent, s.bytes_received);
+    }
+}
