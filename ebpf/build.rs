@@ -23,15 +23,8 @@ fn main() {
         .arg(&out)
         .status()
         .unwrap_or_else(|e| panic!("failed to run {clang}: {e}"));
-    assert!(
-        status.success(),
-        "clang failed to compile src/bpf/tapline.bpf.c"
-    );
-    for f in [
-        "src/bpf/tapline.bpf.c",
-        "src/bpf/record.h",
-        "src/bpf/vmlinux.h",
-    ] {
+    assert!(status.success(), "clang failed to compile src/bpf/tapline.bpf.c");
+    for f in ["src/bpf/tapline.bpf.c", "src/bpf/record.h", "src/bpf/vmlinux.h"] {
         println!("cargo:rerun-if-changed={f}");
     }
     println!("cargo:rerun-if-env-changed=BPF_CLANG");

@@ -29,24 +29,13 @@ pub struct CommonArgs {
     #[arg(long, short = 'c', env = "QPOINT_CONFIG", global = true)]
     pub config: Option<PathBuf>,
     /// Directory for the local object store and other state.
-    #[arg(
-        long,
-        env = "DATA_DIR",
-        default_value = "./tapline-data",
-        global = true
-    )]
+    #[arg(long, env = "DATA_DIR", default_value = "./tapline-data", global = true)]
     pub data_dir: PathBuf,
     /// Log level: trace, debug, info, warn, error.
     #[arg(long, env = "LOG_LEVEL", default_value = "info", global = true)]
     pub log_level: String,
     /// Log format on stderr (stdout carries events only).
-    #[arg(
-        long,
-        env = "LOG_FORMAT",
-        value_enum,
-        default_value = "auto",
-        global = true
-    )]
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "auto", global = true)]
     pub log_format: LogFormat,
 }
 
@@ -93,22 +82,17 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim().to_ascii_lowercase();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a size (e.g. 2mb, 512kb, 1gb)"))?;
+    let n: u64 = num.parse().map_err(|_| format!("`{s}` is not a size (e.g. 2mb, 512kb, 1gb)"))?;
     let mult: u64 = match unit.trim() {
         "" | "b" => 1,
         "k" | "kb" | "kib" => 1 << 10,
         "m" | "mb" | "mib" => 1 << 20,
         "g" | "gb" | "gib" => 1 << 30,
         other => {
-            return Err(format!(
-                "unknown size unit `{other}` in `{s}` (use b, kb, mb or gb)"
-            ));
+            return Err(format!("unknown size unit `{other}` in `{s}` (use b, kb, mb or gb)"));
         }
     };
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("`{s}` is too large"))
+    n.checked_mul(mult).ok_or_else(|| format!("`{s}` is too large"))
 }
 
 #[cfg(test)]
@@ -127,13 +111,9 @@ mod tests {
 
     #[test]
     fn cli_parses() {
-        let c =
-            Cli::try_parse_from(["tapline", "--config", "q.yaml", "fetch", "abc"]).expect("parse");
+        let c = Cli::try_parse_from(["tapline", "--config", "q.yaml", "fetch", "abc"]).expect("parse");
         assert!(matches!(c.command, Some(Command::Fetch { ref digest }) if digest == "abc"));
-        assert_eq!(
-            c.common.config.as_deref(),
-            Some(std::path::Path::new("q.yaml"))
-        );
+        assert_eq!(c.common.config.as_deref(), Some(std::path::Path::new("q.yaml")));
         Cli::command_debug_assert();
     }
 

@@ -10,10 +10,7 @@ pub struct Clock {
 }
 
 fn clock_ns(id: libc::clockid_t) -> u128 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: clock_gettime writes into the timespec we own; both clock ids always exist on Linux.
     unsafe { libc::clock_gettime(id, &mut ts) };
     ts.tv_sec as u128 * 1_000_000_000 + ts.tv_nsec as u128
@@ -25,9 +22,7 @@ impl Clock {
         let mono = clock_ns(libc::CLOCK_MONOTONIC);
         let wall = clock_ns(libc::CLOCK_REALTIME);
         let boot = wall.saturating_sub(mono);
-        Self {
-            boot_wall: SystemTime::UNIX_EPOCH + Duration::from_nanos(boot as u64),
-        }
+        Self { boot_wall: SystemTime::UNIX_EPOCH + Duration::from_nanos(boot as u64) }
     }
 
     /// A clock with a given wall time at monotonic zero (for tests).
@@ -54,9 +49,7 @@ mod tests {
     fn kernel_now_maps_to_wall_now() {
         let c = Clock::measure();
         let w = c.wall(Clock::now_ktime());
-        let diff = w
-            .duration_since(SystemTime::now())
-            .unwrap_or_else(|e| e.duration());
+        let diff = w.duration_since(SystemTime::now()).unwrap_or_else(|e| e.duration());
         assert!(diff < Duration::from_millis(50), "{diff:?}");
     }
 }

@@ -56,18 +56,11 @@ pub struct Settings {
 
 impl Settings {
     fn keep_bodies(&self) -> bool {
-        self.level == CaptureLevel::Full
-            || self
-                .endpoint_levels
-                .values()
-                .any(|l| *l == CaptureLevel::Full)
+        self.level == CaptureLevel::Full || self.endpoint_levels.values().any(|l| *l == CaptureLevel::Full)
     }
 
     fn level_for(&self, host: &str) -> CaptureLevel {
-        self.endpoint_levels
-            .get(host)
-            .copied()
-            .unwrap_or(self.level)
+        self.endpoint_levels.get(host).copied().unwrap_or(self.level)
     }
 }
 
@@ -105,31 +98,15 @@ impl PipelineMetrics {
             capture: metrics.component("plugin", "http_capture"),
             connections: metrics.component("tracker", "connections"),
         };
-        metrics.register(
-            "tapline_records",
-            "Kernel ring-buffer records decoded, by kind",
-            m.records.clone(),
-        );
-        metrics.register(
-            "tapline_events",
-            "Events emitted, by type",
-            m.events.clone(),
-        );
+        metrics.register("tapline_records", "Kernel ring-buffer records decoded, by kind", m.records.clone());
+        metrics.register("tapline_events", "Events emitted, by type", m.events.clone());
         metrics.register(
             "tapline_stream_gaps",
             "Gaps (bytes the kernel could not deliver) seen in connection streams",
             m.gaps.clone(),
         );
-        metrics.register(
-            "tapline_stream_gap_bytes",
-            "Bytes lost in stream gaps",
-            m.gap_bytes.clone(),
-        );
-        metrics.register(
-            "tapline_connections_active",
-            "Connections being tracked",
-            m.active.clone(),
-        );
+        metrics.register("tapline_stream_gap_bytes", "Bytes lost in stream gaps", m.gap_bytes.clone());
+        metrics.register("tapline_connections_active", "Connections being tracked", m.active.clone());
         m
     }
 }
@@ -177,32 +154,17 @@ impl Pipeline {
     }
 
     fn count_record(&self, kind: &str) {
-        self.m
-            .records
-            .get_or_create(&KindLabel {
-                kind: kind.to_string(),
-            })
-            .inc();
+        self.m.records.get_or_create(&KindLabel { kind: kind.to_string() }).inc();
     }
 
     /// Handles one kernel record.
     pub fn handle(&mut self, record: Record<'_>) {
         match record {
-            Record::Exec {
-                pid,
-                uid,
-                filename,
-                comm,
-                ..
-            } => {
+            Record::Exec { pid, uid, filename, comm, .. } => {
                 self.count_record("exec");
                 self.processes.on_exec(pid, uid, filename, comm_str(&comm));
             }
-            Record::Fork {
-                parent_pid,
-                child_pid,
-                ..
-            } => {
+            Record::Fork { parent_pid, child_pid, .. } => {
                 self.count_record("fork");
                 self.processes.on_fork(parent_pid, child_pid);
             }
@@ -210,18 +172,7 @@ impl Pipeline {
                 self.count_record("exit");
                 self.processes.on_exit(pid);
             }
-            Record::Open {
-                ts_ns,
-                pid,
-                fd,
-                sock,
-                role,
-                local,
-                remote,
-                uid,
-                comm,
-                ..
-            } => {
+            Record::Open { ts_ns, pid, fd, sock, role, local, remote, uid, comm, .. } => {
                 self.count_record("open");
                 let at = self.clock.wall(ts_ns);
                 if let Some(old) = self.conns.remove(&sock) {
@@ -229,55 +180,20 @@ impl Pipeline {
                     self.m.connections.discarded("close_not_seen", 1);
                     self.finalize(old, at, None);
                 }
-                self.open(
-                    sock,
-                    pid,
-                    fd,
-                    role,
-                    local,
-                    remote,
-                    Some(uid),
-                    comm_str(&comm),
-                    at,
-                );
+                self.open(sock, pid, fd, role, local, remote, Some(uid), comm_str(&comm), at);
             }
-            Record::Data {
-                ts_ns,
-                pid,
-                fd,
-                sock,
-                dir,
-                pos,
-                bytes,
-                ..
-            } => {
+            Record::Data { ts_ns, pid, fd, sock, dir, pos, bytes, .. } => {
                 self.count_record("data");
                 let at = self.clock.wall(ts_ns);
                 if !self.conns.contains_key(&sock) {
                     // Its open record was lost (ring full): track it anyway, addresses unknown.
                     self.m.connections.error("data_without_open");
                     let unknown = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0);
-                    self.open(
-                        sock,
-                        pid,
-                        fd,
-                        Role::Unknown,
-                        unknown,
-                        unknown,
-                        None,
-                        b"",
-                        at,
-                    );
+                    self.open(sock, pid, fd, Role::Unknown, unknown, unknown, None, b"", at);
                 }
                 self.data(sock, dir, pos, bytes, at);
             }
-            Record::Close {
-                ts_ns,
-                sock,
-                bytes_sent,
-                bytes_received,
-                ..
-            } => {
+            Record::Close { ts_ns, sock, bytes_sent, bytes_received, .. } => {
                 self.count_record("close");
                 let at = self.clock.wall(ts_ns);
                 if let Some(conn) = self.conns.remove(&sock) {
@@ -332,20 +248,10 @@ impl Pipeline {
     }
 
     fn policy(&self) -> BodyPolicy {
-        BodyPolicy {
-            keep: self.settings.keep_bodies(),
-            cap: self.settings.body_cap,
-        }
+        BodyPolicy { keep: self.settings.keep_bodies(), cap: self.settings.body_cap }
     }
 
-    fn data(
-        &mut self,
-        sock: u64,
-        dir: tapline_ebpf::Direction,
-        pos: u64,
-        bytes: &[u8],
-        at: SystemTime,
-    ) {
+    fn data(&mut self, sock: u64, dir: tapline_ebpf::Direction, pos: u64, bytes: &[u8], at: SystemTime) {
         let policy = self.policy();
         let Some(conn) = self.conns.get_mut(&sock) else {
             return;
@@ -355,9 +261,7 @@ impl Pipeline {
         let role = conn.role;
         match conn.cursor(dir).admit(pos, bytes) {
             Admit::Duplicate => {
-                self.m
-                    .connections
-                    .discarded("duplicate_bytes", bytes.len() as u64);
+                self.m.connections.discarded("duplicate_bytes", bytes.len() as u64);
                 return;
             }
             Admit::Contiguous(b) => conn.l7.on_data(role, dir, b, at, policy, &mut out),
@@ -386,9 +290,7 @@ impl Pipeline {
             }
         }
         if out.unanswered > 0 {
-            self.m
-                .capture
-                .discarded("no_response", out.unanswered as u64);
+            self.m.capture.discarded("no_response", out.unanswered as u64);
         }
         if out.transactions.is_empty() {
             return;
@@ -400,40 +302,22 @@ impl Pipeline {
             conn.host = out
                 .transactions
                 .iter()
-                .find_map(|t| {
-                    t.request
-                        .headers
-                        .iter()
-                        .find(|h| h.name.eq_ignore_ascii_case("host"))
-                })
+                .find_map(|t| t.request.headers.iter().find(|h| h.name.eq_ignore_ascii_case("host")))
                 .map(|h| host_without_port(&h.value).to_string())
                 .filter(|h| !h.is_empty());
         }
         let Some(conn) = self.conns.get(&sock) else {
             return;
         };
-        Self::capture_all(
-            &self.settings,
-            conn,
-            out,
-            now,
-            &self.m,
-            &*self.object_store,
-            &self.event_stores,
-        );
+        Self::capture_all(&self.settings, conn, out, now, &self.m, &*self.object_store, &self.event_stores);
     }
 
     fn reportable(settings: &Settings, conn: &Connection) -> bool {
-        if settings.ignore_loopback
-            && (conn.remote.ip().is_loopback() || conn.local.ip().is_loopback())
-        {
+        if settings.ignore_loopback && (conn.remote.ip().is_loopback() || conn.local.ip().is_loopback()) {
             return false;
         }
         let d = conn.direction();
-        settings.direction.allows(
-            d == model::Direction::Ingress,
-            d == model::Direction::EgressExternal,
-        )
+        settings.direction.allows(d == model::Direction::Ingress, d == model::Direction::EgressExternal)
     }
 
     fn capture_all(
@@ -446,8 +330,7 @@ impl Pipeline {
         events: &[Arc<dyn EventStore>],
     ) {
         if !Self::reportable(settings, conn) {
-            m.capture
-                .discarded("filtered", out.transactions.len() as u64);
+            m.capture.discarded("filtered", out.transactions.len() as u64);
             return;
         }
         let endpoint_id = conn.endpoint_id();
@@ -494,23 +377,14 @@ impl Pipeline {
     }
 
     fn emit(m: &PipelineMetrics, stores: &[Arc<dyn EventStore>], event: Event) {
-        m.events
-            .get_or_create(&TypeLabel {
-                r#type: event.kind().to_string(),
-            })
-            .inc();
+        m.events.get_or_create(&TypeLabel { r#type: event.kind().to_string() }).inc();
         for s in stores {
             s.submit(&event);
         }
     }
 
     /// Builds the `connection` event for `conn`.
-    fn connection_event(
-        &self,
-        conn: &Connection,
-        now: SystemTime,
-        finalized: bool,
-    ) -> model::Connection {
+    fn connection_event(&self, conn: &Connection, now: SystemTime, finalized: bool) -> model::Connection {
         let s = &self.settings;
         let mut tags = Tags::default();
         if let Some(bin) = &conn.process.binary {
@@ -529,20 +403,10 @@ impl Pipeline {
             exe: p.exe.clone(),
             user: p.user_name.clone(),
             user_id: p.uid,
-            container: p.container_id.as_ref().map(|id| model::Container {
-                id: id.clone(),
-                ..Default::default()
-            }),
+            container: p.container_id.as_ref().map(|id| model::Container { id: id.clone(), ..Default::default() }),
         };
-        let remote = model::Endpoint {
-            address: model::NetAddr::from(conn.remote),
-            ..Default::default()
-        };
-        let (source, destination) = if conn.is_server_side() {
-            (remote, local)
-        } else {
-            (local, remote)
-        };
+        let remote = model::Endpoint { address: model::NetAddr::from(conn.remote), ..Default::default() };
+        let (source, destination) = if conn.is_server_side() { (remote, local) } else { (local, remote) };
         let (sent, received) = (conn.egress.next_pos(), conn.ingress.next_pos());
         let moved = sent > 0 || received > 0;
         model::Connection {
@@ -588,10 +452,7 @@ impl Pipeline {
             // Fixed rate: the next report is due one interval after this one was due, so tick
             // jitter does not stretch the period; after a long stall, start again from now.
             conn.last_report += interval;
-            if now
-                .duration_since(conn.last_report)
-                .is_ok_and(|late| late >= interval)
-            {
+            if now.duration_since(conn.last_report).is_ok_and(|late| late >= interval) {
                 conn.last_report = now;
             }
         }
@@ -601,10 +462,7 @@ impl Pipeline {
     fn finalize(&mut self, mut conn: Connection, at: SystemTime, final_pos: Option<(u64, u64)>) {
         let mut out = L7Output::default();
         if let Some((sent, received)) = final_pos {
-            for (dir, end) in [
-                (tapline_ebpf::Direction::Egress, sent),
-                (tapline_ebpf::Direction::Ingress, received),
-            ] {
+            for (dir, end) in [(tapline_ebpf::Direction::Egress, sent), (tapline_ebpf::Direction::Ingress, received)] {
                 let missing = conn.cursor(dir).close_at(end);
                 if missing > 0 {
                     self.m.gaps.inc();
@@ -636,11 +494,7 @@ impl Pipeline {
         let due: Vec<u64> = self
             .conns
             .values()
-            .filter(|c| {
-                now.duration_since(c.last_report)
-                    .map(|d| d >= interval)
-                    .unwrap_or(false)
-            })
+            .filter(|c| now.duration_since(c.last_report).map(|d| d >= interval).unwrap_or(false))
             .map(|c| c.sock)
             .collect();
         for sock in due {
@@ -649,11 +503,7 @@ impl Pipeline {
         let stale: Vec<u64> = self
             .conns
             .values()
-            .filter(|c| {
-                now.duration_since(c.last_activity)
-                    .map(|d| d >= interval)
-                    .unwrap_or(false)
-            })
+            .filter(|c| now.duration_since(c.last_activity).map(|d| d >= interval).unwrap_or(false))
             .filter(|c| !std::path::Path::new(&format!("/proc/{}", c.pid)).exists())
             .map(|c| c.sock)
             .collect();

@@ -35,9 +35,7 @@ pub enum RunError {
     #[error("cannot load the eBPF programs: {0}")]
     Load(#[from] tapline_ebpf::LoadError),
     /// The status endpoint could not listen.
-    #[error(
-        "cannot listen on {addr} for /readyz and /metrics: {source} (choose another address with --http-listen)"
-    )]
+    #[error("cannot listen on {addr} for /readyz and /metrics: {source} (choose another address with --http-listen)")]
     Listen {
         /// The address.
         addr: std::net::SocketAddr,
@@ -84,9 +82,7 @@ pub fn load_config(common: &CommonArgs) -> Result<Loaded, RunError> {
     let loaded = match &common.config {
         Some(path) => config::load_file(path)?,
         None => {
-            info!(
-                "no --config given: using the embedded default (events on stdout, objects in the local store)"
-            );
+            info!("no --config given: using the embedded default (events on stdout, objects in the local store)");
             config::embedded_default()
         }
     };
@@ -110,13 +106,11 @@ fn fetch(common: &CommonArgs, digest: &str) -> Result<(), RunError> {
     let eff = config::resolve(&loaded.config, &common.data_dir)?;
     let store = stores::open_object_store(&eff, &metrics)?;
     let digest = digest.trim().to_ascii_lowercase();
-    let bytes = store.get(&digest)?.ok_or_else(|| RunError::NotFound {
-        digest: digest.clone(),
-        store: store.name().to_string(),
-    })?;
+    let bytes = store
+        .get(&digest)?
+        .ok_or_else(|| RunError::NotFound { digest: digest.clone(), store: store.name().to_string() })?;
     let mut out = std::io::stdout().lock();
-    out.write_all(&bytes)
-        .map_err(io("writing the object to stdout"))?;
+    out.write_all(&bytes).map_err(io("writing the object to stdout"))?;
     out.flush().map_err(io("writing the object to stdout"))
 }
 
@@ -139,26 +133,17 @@ impl LossMetrics {
             "Kernel-side losses (records or bytes that never reached userspace), by reason",
             family.clone(),
         );
-        Self {
-            family,
-            last: HashMap::new(),
-        }
+        Self { family, last: HashMap::new() }
     }
 
     fn update(&mut self, counters: &LossCounters) {
         for (reason, total) in &counters.by_reason {
             let prev = self.last.insert(reason, *total).unwrap_or(0);
             // Every reason is exported, at 0 until something is lost.
-            let counter = self.family.get_or_create(&ReasonLabel {
-                reason: reason.to_string(),
-            });
+            let counter = self.family.get_or_create(&ReasonLabel { reason: reason.to_string() });
             if *total > prev {
                 counter.inc_by(total - prev);
-                warn!(
-                    reason = *reason,
-                    lost = total - prev,
-                    "the kernel dropped capture data"
-                );
+                warn!(reason = *reason, lost = total - prev, "the kernel dropped capture data");
             }
         }
     }
@@ -177,16 +162,10 @@ fn run_agent(common: &CommonArgs, args: &RunArgs) -> Result<(), RunError> {
         .build()
         .map_err(io("starting the async runtime"))?;
     runtime.block_on(async {
-        let status = Arc::new(Status {
-            ready: false.into(),
-            metrics: metrics.clone(),
-        });
+        let status = Arc::new(Status { ready: false.into(), metrics: metrics.clone() });
         let server = server::bind(args.http_listen, status.clone())
             .await
-            .map_err(|source| RunError::Listen {
-                addr: args.http_listen,
-                source,
-            })?;
+            .map_err(|source| RunError::Listen { addr: args.http_listen, source })?;
         tokio::spawn(async move {
             if let Err(e) = server.await {
                 warn!(error = %e, "the /metrics endpoint stopped");
@@ -194,10 +173,7 @@ fn run_agent(common: &CommonArgs, args: &RunArgs) -> Result<(), RunError> {
         });
 
         let ring = u32::try_from(args.ring_buffer_size.next_power_of_two()).unwrap_or(1 << 30);
-        let mut probes = Probes::load(&ProbeConfig {
-            self_pid: std::process::id(),
-            ring_buffer_bytes: ring,
-        })?;
+        let mut probes = Probes::load(&ProbeConfig { self_pid: std::process::id(), ring_buffer_bytes: ring })?;
         let mut reader = probes.take_reader()?;
         let settings = Settings {
             level: eff.capture_level(),
@@ -222,24 +198,21 @@ fn run_agent(common: &CommonArgs, args: &RunArgs) -> Result<(), RunError> {
         let mut loss = LossMetrics::new(&metrics);
         loss.update(&probes.loss_counters()?);
         let decode_errors = metrics.component("reader", "ringbuf");
-        let mut sigterm =
-            signal(SignalKind::terminate()).map_err(io("installing the SIGTERM handler"))?;
-        let mut sigint =
-            signal(SignalKind::interrupt()).map_err(io("installing the SIGINT handler"))?;
+        let mut sigterm = signal(SignalKind::terminate()).map_err(io("installing the SIGTERM handler"))?;
+        let mut sigint = signal(SignalKind::interrupt()).map_err(io("installing the SIGINT handler"))?;
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         status.ready.store(true, Ordering::Release);
         info!(programs = probes.attached().len(), listen = %args.http_listen, "tapline is ready");
 
-        let mut handle =
-            |rec: Result<tapline_ebpf::Record<'_>, tapline_ebpf::DecodeError>| match rec {
-                // The RefCell is only borrowed inside this callback and in the select handlers
-                // below, never across an await, so the borrows cannot overlap.
-                Ok(r) => pipeline.borrow_mut().handle(r),
-                Err(e) => {
-                    decode_errors.error("decode");
-                    tracing::debug!(error = %e, "undecodable ring-buffer record");
-                }
-            };
+        let mut handle = |rec: Result<tapline_ebpf::Record<'_>, tapline_ebpf::DecodeError>| match rec {
+            // The RefCell is only borrowed inside this callback and in the select handlers
+            // below, never across an await, so the borrows cannot overlap.
+            Ok(r) => pipeline.borrow_mut().handle(r),
+            Err(e) => {
+                decode_errors.error("decode");
+                tracing::debug!(error = %e, "undecodable ring-buffer record");
+            }
+        };
         loop {
             tokio::select! {
                 _ = sigterm.recv() => { info!("SIGTERM: shutting down"); break; }
@@ -259,9 +232,7 @@ fn run_agent(common: &CommonArgs, args: &RunArgs) -> Result<(), RunError> {
         }
         status.ready.store(false, Ordering::Release);
         // Take what the kernel already queued, then finalize every open connection.
-        while let Ok(Ok(n)) =
-            tokio::time::timeout(Duration::from_millis(100), reader.next_batch(&mut handle)).await
-        {
+        while let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(100), reader.next_batch(&mut handle)).await {
             if n == 0 {
                 break;
             }

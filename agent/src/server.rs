@@ -32,13 +32,7 @@ async fn healthz() -> &'static str {
 }
 
 async fn metrics(State(s): State<Arc<Status>>) -> impl IntoResponse {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        s.metrics.encode(),
-    )
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], s.metrics.encode())
 }
 
 /// Binds `addr` (failing early with a clear error) and returns the server future.

@@ -19,30 +19,20 @@ pub struct Stores {
 }
 
 /// Opens the object store of `eff`.
-pub fn open_object_store(
-    eff: &Effective,
-    metrics: &Metrics,
-) -> Result<Arc<dyn ObjectStore>, StoreError> {
+pub fn open_object_store(eff: &Effective, metrics: &Metrics) -> Result<Arc<dyn ObjectStore>, StoreError> {
     Ok(match eff.object_store() {
-        ObjectStoreKind::Local { dir } => Arc::new(LocalObjectStore::open(
-            dir.clone(),
-            metrics.component("object_store", "local"),
-        )?),
-        ObjectStoreKind::Stdout => Arc::new(StdoutObjectStore::new(
-            metrics.component("object_store", "stdout"),
-        )),
+        ObjectStoreKind::Local { dir } => {
+            Arc::new(LocalObjectStore::open(dir.clone(), metrics.component("object_store", "local"))?)
+        }
+        ObjectStoreKind::Stdout => Arc::new(StdoutObjectStore::new(metrics.component("object_store", "stdout"))),
     })
 }
 
 /// Opens every store of `eff`.
 pub fn open(eff: &Effective, metrics: &Metrics) -> Result<Stores, StoreError> {
-    let events: Vec<Arc<dyn EventStore>> = vec![Arc::new(StdoutEventStore::new(
-        metrics.component("event_store", "stdout"),
-    ))];
-    Ok(Stores {
-        events,
-        objects: open_object_store(eff, metrics)?,
-    })
+    let events: Vec<Arc<dyn EventStore>> =
+        vec![Arc::new(StdoutEventStore::new(metrics.component("event_store", "stdout")))];
+    Ok(Stores { events, objects: open_object_store(eff, metrics)? })
 }
 
 /// Flushes and closes every store, waiting at most `timeout` for each.

@@ -38,11 +38,8 @@ const SYSCALL_PROGRAMS: &[(&str, &str)] = &[
 ];
 
 /// BTF tracepoints: (program, tracepoint).
-const BTF_PROGRAMS: &[(&str, &str)] = &[
-    ("tl_exec", "sched_process_exec"),
-    ("tl_fork", "sched_process_fork"),
-    ("tl_exit", "sched_process_exit"),
-];
+const BTF_PROGRAMS: &[(&str, &str)] =
+    &[("tl_exec", "sched_process_exec"), ("tl_fork", "sched_process_fork"), ("tl_exit", "sched_process_exit")];
 
 /// Stable names of the kernel's loss counters (index = `enum tl_loss` in record.h).
 pub const LOSS_REASONS: &[&str] = &[
@@ -65,10 +62,7 @@ pub struct ProbeConfig {
 
 impl Default for ProbeConfig {
     fn default() -> Self {
-        ProbeConfig {
-            self_pid: std::process::id(),
-            ring_buffer_bytes: 16 << 20,
-        }
+        ProbeConfig { self_pid: std::process::id(), ring_buffer_bytes: 16 << 20 }
     }
 }
 
@@ -120,11 +114,7 @@ pub struct LossCounters {
 impl LossCounters {
     /// The total of one reason.
     pub fn get(&self, reason: &str) -> u64 {
-        self.by_reason
-            .iter()
-            .find(|(r, _)| *r == reason)
-            .map(|(_, n)| *n)
-            .unwrap_or(0)
+        self.by_reason.iter().find(|(r, _)| *r == reason).map(|(_, n)| *n).unwrap_or(0)
     }
 }
 
@@ -135,29 +125,38 @@ pub struct Probes {
     loss: PerCpuArray<MapData, u64>,
 }
 
+fn program_mut<'a>(ebpf: &'a mut Ebpf, program: &'static str) -> Result<&'a mut aya::programs::Program, LoadError> {
+    ebpf.program_mut(program)
+        .ok_or_else(|| LoadError::Map { name: "programs", reason: format!("`{program}` missing from the object") })
+}
+
+/// Loads `program` and attaches it to tracepoint `category/target`.
+fn attach_tracepoint(
+    ebpf: &mut Ebpf,
+    program: &'static str,
+    category: &str,
+    target: &'static str,
+) -> Result<(), LoadError> {
+    let err = |source| LoadError::Program { program, target, source };
+    let p: &mut TracePoint = program_mut(ebpf, program)?.try_into().map_err(err)?;
+    p.load().map_err(err)?;
+    p.attach(category, target).map_err(err)?;
+    debug!(program, target, "attached");
+    Ok(())
+}
+
 /// Mounts tracefs at /sys/kernel/tracing when no tracefs is mounted (tracepoint attach needs
 /// it; minimal VMs and containers often boot without it).
 fn ensure_tracefs() -> Result<(), LoadError> {
     let mounted = std::fs::read_to_string("/proc/mounts")
-        .map(|m| {
-            m.lines()
-                .any(|l| l.split_whitespace().nth(2) == Some("tracefs"))
-        })
+        .map(|m| m.lines().any(|l| l.split_whitespace().nth(2) == Some("tracefs")))
         .unwrap_or(false);
     if mounted {
         return Ok(());
     }
     let target = c"/sys/kernel/tracing";
     // SAFETY: mount(2) with valid NUL-terminated strings and no data argument.
-    let rc = unsafe {
-        libc::mount(
-            c"tracefs".as_ptr(),
-            target.as_ptr(),
-            c"tracefs".as_ptr(),
-            0,
-            std::ptr::null(),
-        )
-    };
+    let rc = unsafe { libc::mount(c"tracefs".as_ptr(), target.as_ptr(), c"tracefs".as_ptr(), 0, std::ptr::null()) };
     if rc != 0 {
         return Err(LoadError::Tracefs(std::io::Error::last_os_error()));
     }
@@ -176,80 +175,25 @@ impl Probes {
             .load(OBJECT)?;
         let mut attached = Vec::new();
         for &(program, target) in SYSCALL_PROGRAMS {
-            let err = |source| LoadError::Program {
-                program,
-                target,
-                source,
-            };
-            let p: &mut TracePoint = ebpf
-                .program_mut(program)
-                .ok_or_else(|| LoadError::Map {
-                    name: "programs",
-                    reason: format!("`{program}` missing"),
-                })?
-                .try_into()
-                .map_err(err)?;
-            p.load().map_err(err)?;
-            p.attach("syscalls", target).map_err(err)?;
-            debug!(program, target, "attached");
+            attach_tracepoint(&mut ebpf, program, "syscalls", target)?;
             attached.push(format!("tracepoint/syscalls/{target}"));
         }
-        {
-            let (program, target) = ("tl_sock_state", "inet_sock_set_state");
-            let err = |source| LoadError::Program {
-                program,
-                target,
-                source,
-            };
-            let p: &mut TracePoint = ebpf
-                .program_mut(program)
-                .ok_or_else(|| LoadError::Map {
-                    name: "programs",
-                    reason: format!("`{program}` missing"),
-                })?
-                .try_into()
-                .map_err(err)?;
-            p.load().map_err(err)?;
-            p.attach("sock", target).map_err(err)?;
-            attached.push(format!("tracepoint/sock/{target}"));
-        }
+        attach_tracepoint(&mut ebpf, "tl_sock_state", "sock", "inet_sock_set_state")?;
+        attached.push("tracepoint/sock/inet_sock_set_state".to_string());
         let btf = Btf::from_sys_fs()?;
         for &(program, target) in BTF_PROGRAMS {
-            let err = |source| LoadError::Program {
-                program,
-                target,
-                source,
-            };
-            let p: &mut BtfTracePoint = ebpf
-                .program_mut(program)
-                .ok_or_else(|| LoadError::Map {
-                    name: "programs",
-                    reason: format!("`{program}` missing"),
-                })?
-                .try_into()
-                .map_err(err)?;
+            let err = |source| LoadError::Program { program, target, source };
+            let p: &mut BtfTracePoint = program_mut(&mut ebpf, program)?.try_into().map_err(err)?;
             p.load(target, &btf).map_err(err)?;
             p.attach().map_err(err)?;
             attached.push(format!("tp_btf/{target}"));
         }
-        let loss_map = ebpf.take_map("LOSS").ok_or_else(|| LoadError::Map {
-            name: "LOSS",
-            reason: "missing".into(),
-        })?;
-        let loss = PerCpuArray::try_from(loss_map).map_err(|e| LoadError::Map {
-            name: "LOSS",
-            reason: e.to_string(),
-        })?;
-        info!(
-            programs = attached.len(),
-            ring_bytes = ring,
-            "kernel programs attached"
-        );
-        Ok(Probes {
-            ebpf,
-            attached,
-            loss,
-        })
+        let loss_map =
+            ebpf.take_map("LOSS").ok_or_else(|| LoadError::Map { name: "LOSS", reason: "missing".into() })?;
+        let loss =
+            PerCpuArray::try_from(loss_map).map_err(|e| LoadError::Map { name: "LOSS", reason: e.to_string() })?;
+        info!(programs = attached.len(), ring_bytes = ring, "kernel programs attached");
+        Ok(Probes { ebpf, attached, loss })
     }
 
     /// What is attached, e.g. `tracepoint/syscalls/sys_enter_write`.
@@ -260,10 +204,7 @@ impl Probes {
     /// Takes the ring-buffer reader (once). Needs a tokio runtime.
     pub fn take_reader(&mut self) -> Result<RecordReader, LoadError> {
         let map = self.ebpf.take_map("EVENTS").ok_or(LoadError::ReaderTaken)?;
-        let ring = RingBuf::try_from(map).map_err(|e| LoadError::Map {
-            name: "EVENTS",
-            reason: e.to_string(),
-        })?;
+        let ring = RingBuf::try_from(map).map_err(|e| LoadError::Map { name: "EVENTS", reason: e.to_string() })?;
         Ok(RecordReader::new(ring)?)
     }
 
@@ -271,10 +212,8 @@ impl Probes {
     pub fn loss_counters(&self) -> Result<LossCounters, LoadError> {
         let mut by_reason = Vec::with_capacity(LOSS_REASONS.len());
         for (i, reason) in LOSS_REASONS.iter().enumerate() {
-            let v = self.loss.get(&(i as u32), 0).map_err(|e| LoadError::Map {
-                name: "LOSS",
-                reason: e.to_string(),
-            })?;
+            let v =
+                self.loss.get(&(i as u32), 0).map_err(|e| LoadError::Map { name: "LOSS", reason: e.to_string() })?;
             by_reason.push((*reason, v.iter().sum()));
         }
         Ok(LossCounters { by_reason })

@@ -19,11 +19,7 @@ pub enum PreflightError {
 }
 
 fn kernel_release() -> Option<String> {
-    nix_uname().or_else(|| {
-        std::fs::read_to_string("/proc/sys/kernel/osrelease")
-            .ok()
-            .map(|s| s.trim().to_string())
-    })
+    nix_uname().or_else(|| std::fs::read_to_string("/proc/sys/kernel/osrelease").ok().map(|s| s.trim().to_string()))
 }
 
 fn nix_uname() -> Option<String> {
@@ -32,12 +28,7 @@ fn nix_uname() -> Option<String> {
     if unsafe { libc::uname(&mut u) } != 0 {
         return None;
     }
-    let bytes: Vec<u8> = u
-        .release
-        .iter()
-        .take_while(|&&c| c != 0)
-        .map(|&c| c as u8)
-        .collect();
+    let bytes: Vec<u8> = u.release.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
     String::from_utf8(bytes).ok()
 }
 
@@ -85,11 +76,7 @@ mod tests {
 
     #[test]
     fn messages_are_one_sentence() {
-        for e in [
-            PreflightError::NotRoot,
-            PreflightError::NoBtf,
-            PreflightError::KernelTooOld("4.19".into()),
-        ] {
+        for e in [PreflightError::NotRoot, PreflightError::NoBtf, PreflightError::KernelTooOld("4.19".into())] {
             let s = e.to_string();
             assert!(!s.contains('\n') && s.len() < 200, "{s}");
         }

@@ -14,17 +14,14 @@ pub struct RecordReader {
 impl RecordReader {
     pub(crate) fn new(ring: RingBuf<MapData>) -> std::io::Result<Self> {
         // SAFETY: the RingBuf owns its map fd and lives as long as the AsyncFd (it is moved into it).
-        let ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
-            .map_err(std::io::Error::from)?;
+        let ring =
+            unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }.map_err(std::io::Error::from)?;
         Ok(Self { ring })
     }
 
     /// Waits until the ring is readable, then drains every available record, calling `f`
     /// for each. Returns how many records were drained.
-    pub async fn next_batch<F: FnMut(Result<Record<'_>, DecodeError>)>(
-        &mut self,
-        mut f: F,
-    ) -> std::io::Result<usize> {
+    pub async fn next_batch<F: FnMut(Result<Record<'_>, DecodeError>)>(&mut self, mut f: F) -> std::io::Result<usize> {
         let mut guard = self.ring.readable_mut().await?;
         let ring = guard.get_inner_mut();
         let mut n = 0;

@@ -225,11 +225,7 @@ impl<'a> Record<'a> {
     pub fn decode(raw: &'a [u8]) -> Result<Record<'a>, DecodeError> {
         let f = Fields(raw);
         if raw.len() < HDR {
-            return Err(DecodeError::Short {
-                kind: 0,
-                len: raw.len(),
-                need: HDR,
-            });
+            return Err(DecodeError::Short { kind: 0, len: raw.len(), need: HDR });
         }
         let kind = f.u32(0);
         let need = match kind {
@@ -242,11 +238,7 @@ impl<'a> Record<'a> {
             k => return Err(DecodeError::UnknownKind(k)),
         };
         if raw.len() < need {
-            return Err(DecodeError::Short {
-                kind,
-                len: raw.len(),
-                need,
-            });
+            return Err(DecodeError::Short { kind, len: raw.len(), need });
         }
         let (pid, tid, fd, ts_ns) = (f.u32(4), f.u32(8), f.i32(12), f.u64(16));
         Ok(match kind {
@@ -263,11 +255,7 @@ impl<'a> Record<'a> {
                     filename: f.slice(HDR + 40, len),
                 }
             }
-            KIND_FORK => Record::Fork {
-                ts_ns,
-                parent_pid: f.u32(HDR),
-                child_pid: f.u32(HDR + 4),
-            },
+            KIND_FORK => Record::Fork { ts_ns, parent_pid: f.u32(HDR), child_pid: f.u32(HDR + 4) },
             KIND_EXIT => Record::Exit { ts_ns, pid },
             KIND_OPEN => {
                 let family = f.u16(HDR + 12);
@@ -293,13 +281,11 @@ impl<'a> Record<'a> {
             }
             KIND_DATA => {
                 let len = f.u32(HDR + 16) as usize;
-                let bytes = raw
-                    .get(DATA_HDR_LEN..DATA_HDR_LEN.saturating_add(len))
-                    .ok_or(DecodeError::Short {
-                        kind,
-                        len: raw.len(),
-                        need: DATA_HDR_LEN.saturating_add(len),
-                    })?;
+                let bytes = raw.get(DATA_HDR_LEN..DATA_HDR_LEN.saturating_add(len)).ok_or(DecodeError::Short {
+                    kind,
+                    len: raw.len(),
+                    need: DATA_HDR_LEN.saturating_add(len),
+                })?;
                 Record::Data {
                     ts_ns,
                     pid,
@@ -307,16 +293,8 @@ impl<'a> Record<'a> {
                     fd,
                     sock: f.u64(HDR),
                     pos: f.u64(HDR + 8),
-                    dir: if raw[HDR + 20] == 0 {
-                        Direction::Egress
-                    } else {
-                        Direction::Ingress
-                    },
-                    source: if raw[HDR + 21] == 0 {
-                        DataSource::Syscall
-                    } else {
-                        DataSource::Tls
-                    },
+                    dir: if raw[HDR + 20] == 0 { Direction::Egress } else { Direction::Ingress },
+                    source: if raw[HDR + 21] == 0 { DataSource::Syscall } else { DataSource::Tls },
                     bytes,
                 }
             }
@@ -371,10 +349,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         v.pop();
-        assert!(
-            matches!(Record::decode(&v), Err(DecodeError::Short { .. })),
-            "payload shorter than len"
-        );
+        assert!(matches!(Record::decode(&v), Err(DecodeError::Short { .. })), "payload shorter than len");
     }
 
     #[test]
@@ -399,14 +374,7 @@ mod tests {
         v.extend_from_slice(b"curl\0\0\0\0\0\0\0\0\0\0\0\0");
         assert_eq!(v.len(), OPEN_LEN);
         match Record::decode(&v) {
-            Ok(Record::Open {
-                role: Role::Client,
-                local,
-                remote,
-                cgroup_id: 9,
-                comm,
-                ..
-            }) => {
+            Ok(Record::Open { role: Role::Client, local, remote, cgroup_id: 9, comm, .. }) => {
                 assert_eq!(local.to_string(), "127.0.0.1:5000");
                 assert_eq!(remote.to_string(), "198.51.100.2:80");
                 assert_eq!(&comm[..4], b"curl");
@@ -418,14 +386,8 @@ mod tests {
     #[test]
     fn garbage_is_an_error() {
         assert!(Record::decode(&[]).is_err());
-        assert!(matches!(
-            Record::decode(&hdr(99)),
-            Err(DecodeError::UnknownKind(99))
-        ));
-        assert!(matches!(
-            Record::decode(&hdr(KIND_OPEN)),
-            Err(DecodeError::Short { .. })
-        ));
+        assert!(matches!(Record::decode(&hdr(99)), Err(DecodeError::UnknownKind(99))));
+        assert!(matches!(Record::decode(&hdr(KIND_OPEN)), Err(DecodeError::Short { .. })));
     }
 
     proptest! {

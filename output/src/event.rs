@@ -58,9 +58,7 @@ struct Envelope<'a, T: Serialize> {
 }
 
 fn epoch_secs(t: SystemTime) -> f64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
+    t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
 }
 
 /// One NDJSON line (with its `\n`): qtap's zap envelope plus the event kind.
@@ -165,11 +163,7 @@ impl<W: Write + Send + 'static> EventStore for StdoutEventStore<W> {
 
     fn flush(&self) {
         let Ok(mut out) = self.out.lock() else { return };
-        let n = self
-            .pending
-            .lock()
-            .map(|mut p| std::mem::take(&mut *p))
-            .unwrap_or(0);
+        let n = self.pending.lock().map(|mut p| std::mem::take(&mut *p)).unwrap_or(0);
         match out.flush() {
             Ok(()) => self.metrics.sent(n),
             Err(e) => {

@@ -29,19 +29,12 @@ mod tests {
         assert_eq!(ids.len(), 10_000);
         for id in &ids {
             assert_eq!(id.len(), 20);
-            assert!(
-                id.bytes()
-                    .all(|b| b.is_ascii_digit() || (b'a'..=b'v').contains(&b)),
-                "{id}"
-            );
+            assert!(id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'v').contains(&b)), "{id}");
         }
     }
 
     #[test]
     fn digest_matches_known_sha1() {
-        assert_eq!(
-            digest_hex(b"abc"),
-            "a9993e364706816aba3e25717850c26c9cd0d89d"
-        );
+        assert_eq!(digest_hex(b"abc"), "a9993e364706816aba3e25717850c26c9cd0d89d");
     }
 }

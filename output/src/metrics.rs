@@ -46,41 +46,16 @@ impl Metrics {
         let sent = Family::<ComponentLabels, Counter>::default();
         let discarded = Family::<DiscardLabels, Counter>::default();
         let errors = Family::<ErrorLabels, Counter>::default();
-        registry.register(
-            "tapline_component_received",
-            "Items a component received",
-            received.clone(),
-        );
-        registry.register(
-            "tapline_component_sent",
-            "Items a component passed on or wrote",
-            sent.clone(),
-        );
-        registry.register(
-            "tapline_component_discarded",
-            "Items a component dropped, by reason",
-            discarded.clone(),
-        );
-        registry.register(
-            "tapline_component_errors",
-            "Errors of a component, by stage",
-            errors.clone(),
-        );
-        Arc::new(Metrics {
-            registry: Mutex::new(registry),
-            received,
-            sent,
-            discarded,
-            errors,
-        })
+        registry.register("tapline_component_received", "Items a component received", received.clone());
+        registry.register("tapline_component_sent", "Items a component passed on or wrote", sent.clone());
+        registry.register("tapline_component_discarded", "Items a component dropped, by reason", discarded.clone());
+        registry.register("tapline_component_errors", "Errors of a component, by stage", errors.clone());
+        Arc::new(Metrics { registry: Mutex::new(registry), received, sent, discarded, errors })
     }
 
     /// The handle a component reports through.
     pub fn component(&self, kind: &'static str, name: &str) -> ComponentMetrics {
-        let labels = ComponentLabels {
-            kind: kind.to_string(),
-            component: name.to_string(),
-        };
+        let labels = ComponentLabels { kind: kind.to_string(), component: name.to_string() };
         // Create the series now so they show (at 0) before anything happens.
         let _ = self.received.get_or_create(&labels);
         let _ = self.sent.get_or_create(&labels);
@@ -191,20 +166,16 @@ mod tests {
         c.error("flush");
         let text = m.encode();
         assert!(
-            text.contains(
-                r#"tapline_component_received_total{kind="event_store",component="stdout"} 3"#
-            ),
+            text.contains(r#"tapline_component_received_total{kind="event_store",component="stdout"} 3"#),
             "{text}"
         );
-        assert!(
-            text.contains(
-                r#"tapline_component_sent_total{kind="event_store",component="stdout"} 2"#
-            )
-        );
+        assert!(text.contains(r#"tapline_component_sent_total{kind="event_store",component="stdout"} 2"#));
         assert!(text.contains(
             r#"tapline_component_discarded_total{kind="event_store",component="stdout",reason="write_error"} 1"#
         ));
-        assert!(text.contains(r#"tapline_component_errors_total{kind="event_store",component="stdout",stage="flush"} 1"#));
+        assert!(
+            text.contains(r#"tapline_component_errors_total{kind="event_store",component="stdout",stage="flush"} 1"#)
+        );
         assert_eq!(c.discarded_count("write_error"), 1);
     }
 }

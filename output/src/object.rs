@@ -55,11 +55,7 @@ impl StoredObject {
     /// Serializes a transaction compactly and computes its digest.
     pub fn json(txn: &HttpTransaction) -> Result<StoredObject, StoreError> {
         let bytes = serde_json::to_vec(txn)?;
-        Ok(StoredObject {
-            digest: digest_hex(&bytes),
-            content_type: "application/json",
-            bytes,
-        })
+        Ok(StoredObject { digest: digest_hex(&bytes), content_type: "application/json", bytes })
     }
 }
 
@@ -85,9 +81,7 @@ pub trait ObjectStore: Send + Sync + 'static {
 }
 
 fn valid_digest(d: &str) -> bool {
-    d.len() == 40
-        && d.bytes()
-            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    d.len() == 40 && d.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
 }
 
 /// A directory of objects: `<dir>/<digest[..2]>/<digest>.json`, exact bytes, written
@@ -120,22 +114,10 @@ fn write_atomic(dir: &Path, o: &StoredObject) -> std::io::Result<()> {
 impl LocalObjectStore {
     /// Opens (creating) the directory.
     pub fn open(dir: PathBuf, metrics: ComponentMetrics) -> Result<Self, StoreError> {
-        let io = |context| {
-            move |source| StoreError::Io {
-                store: "local".into(),
-                context,
-                source,
-            }
-        };
+        let io = |context| move |source| StoreError::Io { store: "local".into(), context, source };
         std::fs::create_dir_all(&dir).map_err(io("creating the object directory"))?;
-        let dir = dir
-            .canonicalize()
-            .map_err(io("resolving the object directory"))?;
-        Ok(Self {
-            dir,
-            metrics,
-            warned: AtomicBool::new(false),
-        })
+        let dir = dir.canonicalize().map_err(io("resolving the object directory"))?;
+        Ok(Self { dir, metrics, warned: AtomicBool::new(false) })
     }
 
     /// The directory objects are written to.
@@ -153,31 +135,19 @@ impl ObjectStore for LocalObjectStore {
         self.metrics.received(1);
         if !valid_digest(&object.digest) {
             self.metrics.discarded("invalid_digest", 1);
-            return Err(StoreError::Unavailable {
-                store: "local".into(),
-                reason: "the digest is not 40 hex digits",
-            });
+            return Err(StoreError::Unavailable { store: "local".into(), reason: "the digest is not 40 hex digits" });
         }
         match write_atomic(&self.dir, &object) {
             Ok(()) => {
                 self.metrics.sent(1);
-                Ok(Location {
-                    url: format!(
-                        "file://{}",
-                        object_path(&self.dir, &object.digest).display()
-                    ),
-                })
+                Ok(Location { url: format!("file://{}", object_path(&self.dir, &object.digest).display()) })
             }
             Err(source) => {
                 self.metrics.discarded("write_error", 1);
                 if !self.warned.swap(true, Ordering::Relaxed) {
                     warn!(store = "local", dir = %self.dir.display(), error = %source, "cannot write objects");
                 }
-                Err(StoreError::Io {
-                    store: "local".into(),
-                    context: "writing an object",
-                    source,
-                })
+                Err(StoreError::Io { store: "local".into(), context: "writing an object", source })
             }
         }
     }
@@ -189,11 +159,7 @@ impl ObjectStore for LocalObjectStore {
         match std::fs::read(object_path(&self.dir, digest)) {
             Ok(b) => Ok(Some(b)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(StoreError::Io {
-                store: "local".into(),
-                context: "reading an object",
-                source,
-            }),
+            Err(source) => Err(StoreError::Io { store: "local".into(), context: "reading an object", source }),
         }
     }
 
@@ -227,10 +193,7 @@ pub struct StdoutObjectStore {
 impl StdoutObjectStore {
     /// A store printing to stdout.
     pub fn new(metrics: ComponentMetrics) -> Self {
-        Self {
-            out: Mutex::new(std::io::stdout()),
-            metrics,
-        }
+        Self { out: Mutex::new(std::io::stdout()), metrics }
     }
 }
 
@@ -243,10 +206,7 @@ impl ObjectStore for StdoutObjectStore {
         self.metrics.received(1);
         let line = StdoutObjectLine {
             level: "qpoint",
-            ts: SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map(|d| d.as_secs_f64())
-                .unwrap_or(0.0),
+            ts: SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0),
             message: "object store submission",
             kind: "http_transaction",
             content_type: object.content_type,
@@ -261,9 +221,7 @@ impl ObjectStore for StdoutObjectStore {
             Ok(Ok(())) => self.metrics.sent(1),
             _ => self.metrics.discarded("write_error", 1),
         }
-        Ok(Location {
-            url: format!("stdout://{}", object.digest),
-        })
+        Ok(Location { url: format!("stdout://{}", object.digest) })
     }
 
     fn get(&self, _digest: &str) -> Result<Option<Vec<u8>>, StoreError> {

@@ -31,32 +31,17 @@ fn connection() -> Connection {
         socket_protocol: "tcp".into(),
         l7_protocol: L7Protocol::Http2,
         tls_version: Some(772),
-        system: System {
-            hostname: "qpoint".into(),
-            agent: "tapline".into(),
-            agent_instance: "i".into(),
-        },
+        system: System { hostname: "qpoint".into(), agent: "tapline".into(), agent_instance: "i".into() },
         source: Endpoint {
-            address: "192.168.3.218:51000"
-                .parse::<std::net::SocketAddr>()
-                .map(NetAddr::from)
-                .unwrap_or_default(),
+            address: "192.168.3.218:51000".parse::<std::net::SocketAddr>().map(NetAddr::from).unwrap_or_default(),
             hostname: Some("qpoint".into()),
             exe: Some("/usr/bin/curl".into()),
             user: Some("root".into()),
             user_id: Some(0),
-            container: Some(Container {
-                id: "abc".into(),
-                name: Some("web".into()),
-                image: None,
-                pod: None,
-            }),
+            container: Some(Container { id: "abc".into(), name: Some("web".into()), image: None, pod: None }),
         },
         destination: Endpoint {
-            address: "[2001:db8::1]:443"
-                .parse::<std::net::SocketAddr>()
-                .map(NetAddr::from)
-                .unwrap_or_default(),
+            address: "[2001:db8::1]:443".parse::<std::net::SocketAddr>().map(NetAddr::from).unwrap_or_default(),
             ..Default::default()
         },
         bytes_received: Some(395),
@@ -92,15 +77,7 @@ fn connection_minimal_omits_what_is_unknown() {
     c.closed_at = None;
     c.source.container = None;
     let v: serde_json::Value = serde_json::to_value(&c).expect("json");
-    for gone in [
-        "finalized",
-        "part",
-        "tlsVersion",
-        "bytesReceived",
-        "bytesSent",
-        "closedAt",
-        "labels",
-    ] {
+    for gone in ["finalized", "part", "tlsVersion", "bytesReceived", "bytesSent", "closedAt", "labels"] {
         assert!(v.get(gone).is_none(), "{gone} must be omitted: {v}");
     }
     assert!(v["meta"].get("tlsProbeTypesDetected").is_none());
@@ -194,9 +171,7 @@ fn http_transaction_golden() {
         r#"{"metadata":{"process_id":"160239","process_exe":"/usr/bin/curl","bytes_sent":41,"bytes_received":395,"connection_id":"c1","endpoint_id":"httpbin.org"},"request":{"method":"GET","url":"https://httpbin.org/get","scheme":"https","path":"/get","authority":"httpbin.org","protocol":"http2","request_id":"r1","user_agent":"curl/8.10.1","headers":{":authority":"httpbin.org","Accept":"*/*, text/html"}},"response":{"status":200,"content_type":"application/json","body":"ewogICJhcmdzIjoge30="},"transaction_time":"2025-10-23T16:07:41.023379679Z","duration_ms":10731,"direction":"egress-external"}"#
     );
     let summary = serde_json::to_value(transaction(false)).expect("json");
-    assert!(
-        summary["request"].get("headers").is_none() && summary["response"].get("body").is_none()
-    );
+    assert!(summary["request"].get("headers").is_none() && summary["response"].get("body").is_none());
     let back: HttpTransaction =
         serde_json::from_str(&serde_json::to_string(&transaction(true)).expect("j")).expect("p");
     assert_eq!(back, transaction(true));
@@ -206,11 +181,8 @@ fn http_transaction_golden() {
 fn stores_pass_the_spec_checker() {
     let dir = tempfile::tempdir().expect("tmp");
     let objects = dir.path().join("objects");
-    let store = LocalObjectStore::open(
-        objects.clone(),
-        ComponentMetrics::detached("object_store", "local"),
-    )
-    .expect("open");
+    let store =
+        LocalObjectStore::open(objects.clone(), ComponentMetrics::detached("object_store", "local")).expect("open");
     let obj = StoredObject::json(&transaction(true)).expect("obj");
     let digest = obj.digest.clone();
     let loc = store.put(obj.clone()).expect("put");
@@ -218,25 +190,14 @@ fn stores_pass_the_spec_checker() {
     // On disk before put returns: an artifact_record never names an object not yet fetchable.
     let file = objects.join(&digest[..2]).join(format!("{digest}.json"));
     let on_disk = std::fs::read(&file).expect("file");
-    assert_eq!(
-        tapline_output::ids::digest_hex(&on_disk),
-        digest,
-        "sha1 of the file is the digest"
-    );
+    assert_eq!(tapline_output::ids::digest_hex(&on_disk), digest, "sha1 of the file is the digest");
     assert_eq!(store.get(&digest).expect("get"), Some(obj.bytes.clone()));
     store.put(obj.clone()).expect("idempotent put");
     store.shutdown(Duration::from_secs(5)).expect("shutdown");
     assert_eq!(store.get(&"0".repeat(40)).expect("get"), None);
-    assert_eq!(
-        store.get("../../etc/passwd").expect("get"),
-        None,
-        "only digests are looked up"
-    );
+    assert_eq!(store.get("../../etc/passwd").expect("get"), None, "only digests are looked up");
 
-    let events = StdoutEventStore::with_writer(
-        Vec::new(),
-        ComponentMetrics::detached("event_store", "stdout"),
-    );
+    let events = StdoutEventStore::with_writer(Vec::new(), ComponentMetrics::detached("event_store", "stdout"));
     let mut rec = record();
     rec.digest = digest;
     events.submit(&Event::Connection(connection()));
@@ -246,13 +207,8 @@ fn stores_pass_the_spec_checker() {
     let path = dir.path().join("events.ndjson");
     std::fs::write(&path, out).expect("write");
 
-    let checker =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/spec/check-events.py");
-    assert!(
-        checker.exists(),
-        "the spec checker must sit at {}",
-        checker.display()
-    );
+    let checker = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/spec/check-events.py");
+    assert!(checker.exists(), "the spec checker must sit at {}", checker.display());
     let res = std::process::Command::new("python3")
         .arg(&checker)
         .arg(&path)
@@ -272,13 +228,8 @@ fn unwritable_directory_is_counted_not_lost_silently() {
     let store = LocalObjectStore::open(dir.path().join("o"), m.clone()).expect("open");
     std::fs::remove_dir_all(dir.path().join("o")).expect("rm");
     std::fs::write(dir.path().join("o"), b"not a dir").expect("block");
-    let err = store
-        .put(StoredObject::json(&transaction(false)).expect("obj"))
-        .expect_err("cannot write");
-    assert!(
-        err.to_string().contains("object store `local`"),
-        "the error names the store: {err}"
-    );
+    let err = store.put(StoredObject::json(&transaction(false)).expect("obj")).expect_err("cannot write");
+    assert!(err.to_string().contains("object store `local`"), "the error names the store: {err}");
     assert_eq!(m.received_count(), 1);
     assert_eq!(m.discarded_count("write_error"), 1);
 }

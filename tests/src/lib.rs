@@ -19,10 +19,7 @@ use serde_json::Value;
 
 /// The workspace root (parent of `tests/`).
 pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
 }
 
 /// The `tapline` binary under test: `$TAPLINE_BIN`, else `target/debug/tapline`.
@@ -30,9 +27,7 @@ pub fn bin_path() -> PathBuf {
     if let Ok(p) = std::env::var("TAPLINE_BIN") {
         return PathBuf::from(p);
     }
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| workspace().join("target"));
+    let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| workspace().join("target"));
     target.join("debug").join("tapline")
 }
 
@@ -61,10 +56,7 @@ pub fn probe_lock() -> ProbeLock {
 
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
 }
 
 /// A running agent.
@@ -99,12 +91,7 @@ impl Agent {
         let port = free_port();
         let http = format!("127.0.0.1:{port}");
         let mut cmd = Command::new(bin_path());
-        cmd.arg("--data-dir")
-            .arg(data_dir.path())
-            .arg("--http-listen")
-            .arg(&http)
-            .arg("--log-level")
-            .arg("info");
+        cmd.arg("--data-dir").arg(data_dir.path()).arg("--http-listen").arg(&http).arg("--log-level").arg("info");
         let config_path = match config {
             Some(yaml) => {
                 let p = data_dir.path().join("qtap.yaml");
@@ -116,12 +103,8 @@ impl Agent {
         };
         cmd.args(extra);
         let stderr_path = data_dir.path().join("agent.stderr");
-        cmd.stdout(Stdio::piped())
-            .stderr(File::create(&stderr_path)?)
-            .stdin(Stdio::null());
-        let mut child = cmd
-            .spawn()
-            .with_context(|| format!("spawn {}", bin_path().display()))?;
+        cmd.stdout(Stdio::piped()).stderr(File::create(&stderr_path)?).stdin(Stdio::null());
+        let mut child = cmd.spawn().with_context(|| format!("spawn {}", bin_path().display()))?;
         let stdout = child.stdout.take().context("stdout")?;
         let lines = Arc::new(Mutex::new(Vec::new()));
         let sink = lines.clone();
@@ -145,15 +128,9 @@ impl Agent {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(Some(status)) = agent.child.try_wait() {
-                bail!(
-                    "agent exited during start-up ({status}): {}",
-                    agent.stderr()
-                );
+                bail!("agent exited during start-up ({status}): {}", agent.stderr());
             }
-            if http_get(&agent.http, "/readyz")
-                .map(|(code, _)| code == 200)
-                .unwrap_or(false)
-            {
+            if http_get(&agent.http, "/readyz").map(|(code, _)| code == 200).unwrap_or(false) {
                 return Ok(agent);
             }
             if Instant::now() > deadline {
@@ -171,19 +148,11 @@ impl Agent {
     /// Every envelope printed so far, parsed.
     pub fn events(&self) -> Vec<Value> {
         let lines = self.lines.lock().expect("lines").clone();
-        lines
-            .iter()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
+        lines.iter().filter_map(|l| serde_json::from_str(l).ok()).collect()
     }
 
     /// Waits until `pred` holds on the events printed so far.
-    pub fn wait_for(
-        &self,
-        timeout: Duration,
-        what: &str,
-        pred: impl Fn(&[Value]) -> bool,
-    ) -> Result<Vec<Value>> {
+    pub fn wait_for(&self, timeout: Duration, what: &str, pred: impl Fn(&[Value]) -> bool) -> Result<Vec<Value>> {
         let deadline = Instant::now() + timeout;
         loop {
             let ev = self.events();
@@ -191,11 +160,7 @@ impl Agent {
                 return Ok(ev);
             }
             if Instant::now() > deadline {
-                bail!(
-                    "timed out waiting for {what}; {} events so far; stderr:\n{}",
-                    ev.len(),
-                    self.stderr()
-                );
+                bail!("timed out waiting for {what}; {} events so far; stderr:\n{}", ev.len(), self.stderr());
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -208,10 +173,7 @@ impl Agent {
 
     /// The agent's data directory.
     pub fn data_dir(&self) -> &Path {
-        self.data_dir
-            .as_ref()
-            .map(|d| d.path())
-            .unwrap_or(Path::new("/nonexistent"))
+        self.data_dir.as_ref().map(|d| d.path()).unwrap_or(Path::new("/nonexistent"))
     }
 
     /// Runs `tapline fetch` for `digest` against this agent's stores.
@@ -221,16 +183,9 @@ impl Agent {
         if let Some(c) = &self.config {
             cmd.arg("--config").arg(c);
         }
-        let out = cmd
-            .arg("fetch")
-            .arg(digest)
-            .stderr(Stdio::piped())
-            .output()?;
+        let out = cmd.arg("fetch").arg(digest).stderr(Stdio::piped()).output()?;
         if !out.status.success() {
-            bail!(
-                "fetch {digest} failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            bail!("fetch {digest} failed: {}", String::from_utf8_lossy(&out.stderr));
         }
         Ok(out.stdout)
     }
@@ -270,12 +225,7 @@ impl Agent {
         }
         let lines = self.lines.lock().expect("lines").clone();
         let stderr = self.stderr();
-        Ok(Stopped {
-            status,
-            lines,
-            stderr,
-            data_dir: self.data_dir.take().context("data dir")?,
-        })
+        Ok(Stopped { status, lines, stderr, data_dir: self.data_dir.take().context("data dir")? })
     }
 }
 
@@ -289,10 +239,7 @@ impl Drop for Agent {
 impl Stopped {
     /// Parsed envelopes.
     pub fn events(&self) -> Vec<Value> {
-        self.lines
-            .iter()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
+        self.lines.iter().filter_map(|l| serde_json::from_str(l).ok()).collect()
     }
 
     /// Writes the stdout lines to `events.ndjson` in the data dir and runs the data-model
@@ -307,10 +254,7 @@ impl Stopped {
         }
         let checker = checker_path();
         if !checker.exists() {
-            bail!(
-                "the data-model checker {} is missing (../shared must sit beside the repo)",
-                checker.display()
-            );
+            bail!("the data-model checker {} is missing (../shared must sit beside the repo)", checker.display());
         }
         let mut cmd = Command::new("python3");
         cmd.arg(&checker).arg(&events);
@@ -318,11 +262,7 @@ impl Stopped {
             cmd.arg("--objects").arg(o);
         }
         let out = cmd.output()?;
-        let report = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         if !out.status.success() {
             bail!("check-events.py failed:\n{report}");
         }
@@ -337,15 +277,8 @@ pub fn http_get(addr: &str, path: &str) -> Result<(u16, String)> {
     write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
     let mut buf = String::new();
     s.read_to_string(&mut buf)?;
-    let code = buf
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .context("status")?;
-    let body = buf
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
+    let code = buf.split_whitespace().nth(1).and_then(|c| c.parse().ok()).context("status")?;
+    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
     Ok((code, body))
 }
 
@@ -373,20 +306,13 @@ pub fn start_http_server(host: &str) -> Result<(Proc, u16)> {
     let mut out = BufReader::new(child.stdout.take().context("stdout")?);
     let mut line = String::new();
     out.read_line(&mut line)?;
-    let port = line
-        .trim()
-        .parse()
-        .with_context(|| format!("server printed {line:?}"))?;
+    let port = line.trim().parse().with_context(|| format!("server printed {line:?}"))?;
     Ok((Proc { child }, port))
 }
 
 /// The `item` of every envelope of event kind `kind`.
 pub fn items<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
-    events
-        .iter()
-        .filter(|e| e["event"] == kind)
-        .map(|e| &e["item"])
-        .collect()
+    events.iter().filter(|e| e["event"] == kind).map(|e| &e["item"]).collect()
 }
 
 /// Connection events whose destination port is `port` and whose direction is `direction`.
@@ -399,10 +325,7 @@ pub fn connections_to<'a>(events: &'a [Value], port: u16, direction: &str) -> Ve
 
 /// artifact_records of a connection id.
 pub fn artifacts_of<'a>(events: &'a [Value], connection_id: &str) -> Vec<&'a Value> {
-    items(events, "artifact_record")
-        .into_iter()
-        .filter(|a| a["connectionId"] == connection_id)
-        .collect()
+    items(events, "artifact_record").into_iter().filter(|a| a["connectionId"] == connection_id).collect()
 }
 
 /// SHA-1 hex of bytes.
@@ -414,16 +337,9 @@ pub fn sha1_hex(b: &[u8]) -> String {
 
 /// Runs a command to completion, failing with its stderr when it fails.
 pub fn run(cmd: &mut Command) -> Result<std::process::Output> {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("run {cmd:?}"))?;
+    let out = cmd.stdin(Stdio::null()).output().with_context(|| format!("run {cmd:?}"))?;
     if !out.status.success() {
-        bail!(
-            "{cmd:?} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
+        bail!("{cmd:?} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr));
     }
     Ok(out)
 }
@@ -431,7 +347,5 @@ pub fn run(cmd: &mut Command) -> Result<std::process::Output> {
 /// Decodes a base64 body.
 pub fn b64(s: &Value) -> Vec<u8> {
     use base64::Engine;
-    s.as_str()
-        .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
-        .unwrap_or_default()
+    s.as_str().and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok()).unwrap_or_default()
 }

@@ -30,23 +30,14 @@ tap:
 "#;
 
 fn one<'a>(v: Vec<&'a Value>, what: &str) -> &'a Value {
-    assert_eq!(
-        v.len(),
-        1,
-        "expected exactly one {what}, got {}: {v:#?}",
-        v.len()
-    );
+    assert_eq!(v.len(), 1, "expected exactly one {what}, got {}: {v:#?}", v.len());
     v[0]
 }
 
 fn fetch_object(agent: &Agent, record: &Value) -> Value {
     let digest = record["digest"].as_str().expect("digest");
     let bytes = agent.fetch(digest).expect("fetch");
-    assert_eq!(
-        sha1_hex(&bytes),
-        digest,
-        "fetch returns the exact bytes whose SHA-1 is the digest"
-    );
+    assert_eq!(sha1_hex(&bytes), digest, "fetch returns the exact bytes whose SHA-1 is the digest");
     serde_json::from_slice(&bytes).expect("object is JSON")
 }
 
@@ -65,21 +56,13 @@ fn curl_egress_and_server_ingress_every_field() {
     assert_eq!(out.stdout, b"hello /hello/world?x=1");
 
     let ev = agent
-        .wait_for(
-            Duration::from_secs(15),
-            "curl and server connection events",
-            |ev| {
-                connections_to(ev, port, "egress-internal").len() == 1
-                    && connections_to(ev, port, "ingress").len() == 1
-            },
-        )
+        .wait_for(Duration::from_secs(15), "curl and server connection events", |ev| {
+            connections_to(ev, port, "egress-internal").len() == 1 && connections_to(ev, port, "ingress").len() == 1
+        })
         .expect("events");
 
     // The client side, seen from curl.
-    let c = one(
-        connections_to(&ev, port, "egress-internal"),
-        "curl connection",
-    );
+    let c = one(connections_to(&ev, port, "egress-internal"), "curl connection");
     assert_eq!(c["source"]["exe"], "/usr/bin/curl");
     assert_eq!(c["source"]["userId"], 0, "root's uid 0 is shown");
     assert_eq!(c["source"]["user"], "root");
@@ -90,10 +73,7 @@ fn curl_egress_and_server_ingress_every_field() {
     assert_eq!(c["l7Protocol"], "http1");
     assert_eq!(c["socketProtocol"], "tcp");
     assert_eq!(c["finalized"], true);
-    assert!(
-        c.get("part").is_none(),
-        "a short connection has one report, without part"
-    );
+    assert!(c.get("part").is_none(), "a short connection has one report, without part");
     assert!(c.get("tlsVersion").is_none());
     assert_eq!(c["tags"]["bin"], serde_json::json!(["curl"]));
     assert_eq!(c["tags"]["protocol"], serde_json::json!(["http1"]));
@@ -102,14 +82,8 @@ fn curl_egress_and_server_ingress_every_field() {
     assert_eq!(c["meta"]["endpointId"], "127.0.0.1");
     let cid = c["meta"]["connectionId"].as_str().expect("connectionId");
     assert_eq!(cid.len(), 20);
-    assert!(
-        c["bytesSent"].as_u64().unwrap_or(0) > 80,
-        "request bytes counted: {c}"
-    );
-    assert!(
-        c["bytesReceived"].as_u64().unwrap_or(0) > 100,
-        "response bytes counted: {c}"
-    );
+    assert!(c["bytesSent"].as_u64().unwrap_or(0) > 80, "request bytes counted: {c}");
+    assert!(c["bytesReceived"].as_u64().unwrap_or(0) > 100, "response bytes counted: {c}");
     assert_eq!(c["system"]["agent"], "tapline");
 
     let a = one(artifacts_of(&ev, cid), "curl artifact_record");
@@ -127,28 +101,18 @@ fn curl_egress_and_server_ingress_every_field() {
     assert_eq!(s["request_scheme"], "http");
     assert_eq!(s["response_status"], 200);
     assert_eq!(s["response_content_type"], "text/plain");
-    assert!(
-        s.get("request_content_type").is_none(),
-        "no request body, no request_content_type"
-    );
+    assert!(s.get("request_content_type").is_none(), "no request body, no request_content_type");
     assert!(s["duration_ms"].as_u64().unwrap_or(0) >= 1);
 
     let o = fetch_object(&agent, a);
     assert_eq!(o["request"]["method"], "GET");
-    assert_eq!(
-        o["request"]["url"],
-        format!("http://127.0.0.1:{port}/hello/world?x=1")
-    );
+    assert_eq!(o["request"]["url"], format!("http://127.0.0.1:{port}/hello/world?x=1"));
     assert_eq!(o["request"]["path"], "/hello/world");
     assert_eq!(o["request"]["scheme"], "http");
     assert_eq!(o["request"]["authority"], format!("127.0.0.1:{port}"));
     assert_eq!(o["request"]["protocol"], "http1");
     assert_eq!(o["request"]["request_id"], a["requestId"]);
-    assert!(
-        o["request"]["user_agent"]
-            .as_str()
-            .is_some_and(|u| u.starts_with("curl/"))
-    );
+    assert!(o["request"]["user_agent"].as_str().is_some_and(|u| u.starts_with("curl/")));
     assert_eq!(o["request"]["headers"]["X-Marker"], "e2e-curl-1");
     assert_eq!(o["request"]["headers"]["Host"], format!("127.0.0.1:{port}"));
     assert!(o["request"].get("body").is_none(), "GET without body");
@@ -158,26 +122,13 @@ fn curl_egress_and_server_ingress_every_field() {
     assert_eq!(o["direction"], "egress-internal");
     assert_eq!(o["metadata"]["process_exe"], "/usr/bin/curl");
     assert_eq!(o["metadata"]["connection_id"], cid);
-    assert!(
-        o["metadata"]["process_id"]
-            .as_str()
-            .is_some_and(|p| p.parse::<u32>().is_ok())
-    );
+    assert!(o["metadata"]["process_id"].as_str().is_some_and(|p| p.parse::<u32>().is_ok()));
     assert!(o["duration_ms"].as_u64().unwrap_or(0) >= 1);
-    assert!(
-        o["transaction_time"]
-            .as_str()
-            .is_some_and(|t| t.ends_with('Z'))
-    );
+    assert!(o["transaction_time"].as_str().is_some_and(|t| t.ends_with('Z')));
 
     // The server side of the same exchange: ingress, seen from python.
     let sv = one(connections_to(&ev, port, "ingress"), "server connection");
-    assert!(
-        sv["destination"]["exe"]
-            .as_str()
-            .is_some_and(|e| e.contains("python")),
-        "{sv}"
-    );
+    assert!(sv["destination"]["exe"].as_str().is_some_and(|e| e.contains("python")), "{sv}");
     assert_eq!(sv["l7Protocol"], "http1");
     let sid = sv["meta"]["connectionId"].as_str().expect("id");
     assert_ne!(sid, cid);
@@ -189,11 +140,7 @@ fn curl_egress_and_server_ingress_every_field() {
     assert_eq!(b64(&so["response"]["body"]), b"hello /hello/world?x=1");
 
     let stopped = agent.stop().expect("stop");
-    assert!(
-        stopped.status.success(),
-        "exit 0 on SIGTERM: {}",
-        stopped.stderr
-    );
+    assert!(stopped.status.success(), "exit 0 on SIGTERM: {}", stopped.stderr);
     let report = stopped.check_data_model().expect("data model");
     assert!(report.contains("0 errors"), "{report}");
 }
@@ -211,36 +158,18 @@ fn python_requests_post_body_over_ipv6() {
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "200");
     let ev = agent
         .wait_for(Duration::from_secs(15), "python egress connection", |ev| {
-            connections_to(ev, port, "egress-internal")
-                .iter()
-                .any(|c| c["finalized"] == true)
+            connections_to(ev, port, "egress-internal").iter().any(|c| c["finalized"] == true)
         })
         .expect("events");
-    let c = one(
-        connections_to(&ev, port, "egress-internal"),
-        "python connection",
-    );
-    assert!(
-        c["source"]["exe"]
-            .as_str()
-            .is_some_and(|e| e.contains("python")),
-        "{c}"
-    );
+    let c = one(connections_to(&ev, port, "egress-internal"), "python connection");
+    assert!(c["source"]["exe"].as_str().is_some_and(|e| e.contains("python")), "{c}");
     assert_eq!(c["source"]["address"]["family"], "ipv6");
     assert_eq!(c["destination"]["address"]["ip"], "::1");
-    assert_eq!(
-        c["tags"]["bin"][0]
-            .as_str()
-            .map(|b| b.starts_with("python")),
-        Some(true)
-    );
+    assert_eq!(c["tags"]["bin"][0].as_str().map(|b| b.starts_with("python")), Some(true));
     let cid = c["meta"]["connectionId"].as_str().expect("id");
     let a = one(artifacts_of(&ev, cid), "python artifact_record");
     assert_eq!(a["summary"]["request_method"], "POST");
-    assert_eq!(
-        a["summary"]["request_content_type"],
-        "application/octet-stream"
-    );
+    assert_eq!(a["summary"]["request_content_type"], "application/octet-stream");
     assert_eq!(a["summary"]["response_content_type"], "application/json");
     let o = fetch_object(&agent, a);
     assert_eq!(b64(&o["request"]["body"]), b"marker-py-body-0123456789");
@@ -280,33 +209,20 @@ fn five_mib_post_arrives_intact_at_level_full() {
     let reply: Value = serde_json::from_slice(&out.stdout).expect("server reply");
     assert_eq!(reply["sha1"], sha1_hex(&body));
     let ev = agent
-        .wait_for(
-            Duration::from_secs(30),
-            "the upload's artifact_record",
-            |ev| {
-                connections_to(ev, port, "egress-internal").iter().any(|c| {
-                    !artifacts_of(ev, c["meta"]["connectionId"].as_str().unwrap_or("")).is_empty()
-                })
-            },
-        )
+        .wait_for(Duration::from_secs(30), "the upload's artifact_record", |ev| {
+            connections_to(ev, port, "egress-internal")
+                .iter()
+                .any(|c| !artifacts_of(ev, c["meta"]["connectionId"].as_str().unwrap_or("")).is_empty())
+        })
         .expect("events");
-    let c = one(
-        connections_to(&ev, port, "egress-internal"),
-        "upload connection",
-    );
-    let a = one(
-        artifacts_of(&ev, c["meta"]["connectionId"].as_str().unwrap_or("")),
-        "upload record",
-    );
+    let c = one(connections_to(&ev, port, "egress-internal"), "upload connection");
+    let a = one(artifacts_of(&ev, c["meta"]["connectionId"].as_str().unwrap_or("")), "upload record");
     let o = fetch_object(&agent, a);
     let got = b64(&o["request"]["body"]);
     assert_eq!(got.len(), body.len(), "the whole 5 MiB body is stored");
     assert!(got == body, "stored body bytes equal the bytes sent");
     let (_, metrics) = agent.get("/metrics").expect("metrics");
-    assert!(
-        !metrics.contains("tapline_stream_gaps_total 1"),
-        "no gaps expected:\n{metrics}"
-    );
+    assert!(!metrics.contains("tapline_stream_gaps_total 1"), "no gaps expected:\n{metrics}");
     agent.stop().expect("stop");
 }
 
@@ -316,27 +232,17 @@ fn thousand_keepalive_requests_one_connection() {
     let (_server, port) = start_http_server("127.0.0.1").expect("server");
     let agent = Agent::start(Some(FULL), &["--report-interval-secs", "600"]).expect("agent");
     // curl's URL globbing reuses one connection for all 1,000 requests.
-    run(Command::new("curl").args([
-        "-sS",
-        "-o",
-        "/dev/null",
-        &format!("http://127.0.0.1:{port}/k/[1-1000]"),
-    ]))
-    .expect("curl");
+    run(Command::new("curl").args(["-sS", "-o", "/dev/null", &format!("http://127.0.0.1:{port}/k/[1-1000]")]))
+        .expect("curl");
     let ev = agent
         .wait_for(Duration::from_secs(30), "1,000 artifact_records", |ev| {
             connections_to(ev, port, "egress-internal")
                 .first()
-                .map(|c| {
-                    artifacts_of(ev, c["meta"]["connectionId"].as_str().unwrap_or("")).len() >= 1000
-                })
+                .map(|c| artifacts_of(ev, c["meta"]["connectionId"].as_str().unwrap_or("")).len() >= 1000)
                 .unwrap_or(false)
         })
         .expect("events");
-    let c = one(
-        connections_to(&ev, port, "egress-internal"),
-        "keep-alive connection",
-    );
+    let c = one(connections_to(&ev, port, "egress-internal"), "keep-alive connection");
     let recs = artifacts_of(&ev, c["meta"]["connectionId"].as_str().unwrap_or(""));
     assert_eq!(recs.len(), 1000);
     let mut paths: Vec<String> = Vec::new();
@@ -358,43 +264,24 @@ fn embedded_default_is_summary_level() {
     let _lock = probe_lock();
     let (_server, port) = start_http_server("127.0.0.1").expect("server");
     let agent = Agent::start(None, &[]).expect("agent");
-    run(Command::new("curl").args([
-        "-sS",
-        "-o",
-        "/dev/null",
-        &format!("http://127.0.0.1:{port}/summary"),
-    ]))
-    .expect("curl");
+    run(Command::new("curl").args(["-sS", "-o", "/dev/null", &format!("http://127.0.0.1:{port}/summary")]))
+        .expect("curl");
     let ev = agent
         .wait_for(Duration::from_secs(15), "artifact", |ev| {
             connections_to(ev, port, "egress-internal")
                 .first()
-                .map(|c| {
-                    !artifacts_of(ev, c["meta"]["connectionId"].as_str().unwrap_or("")).is_empty()
-                })
+                .map(|c| !artifacts_of(ev, c["meta"]["connectionId"].as_str().unwrap_or("")).is_empty())
                 .unwrap_or(false)
         })
         .expect("events");
     let c = one(connections_to(&ev, port, "egress-internal"), "connection");
-    let a = one(
-        artifacts_of(&ev, c["meta"]["connectionId"].as_str().unwrap_or("")),
-        "record",
-    );
+    let a = one(artifacts_of(&ev, c["meta"]["connectionId"].as_str().unwrap_or("")), "record");
     let o = fetch_object(&agent, a);
     assert_eq!(o["request"]["method"], "GET");
     assert_eq!(o["response"]["status"], 200);
-    assert!(
-        o["request"].get("headers").is_none() && o["request"].get("body").is_none(),
-        "summary: {o}"
-    );
-    assert!(
-        o["response"].get("headers").is_none() && o["response"].get("body").is_none(),
-        "summary: {o}"
-    );
-    assert!(
-        a["url"].as_str().is_some_and(|u| u.starts_with("file://")),
-        "the local store's url: {a}"
-    );
+    assert!(o["request"].get("headers").is_none() && o["request"].get("body").is_none(), "summary: {o}");
+    assert!(o["response"].get("headers").is_none() && o["response"].get("body").is_none(), "summary: {o}");
+    assert!(a["url"].as_str().is_some_and(|u| u.starts_with("file://")), "the local store's url: {a}");
     let stopped = agent.stop().expect("stop");
     stopped.check_data_model().expect("data model");
 }
@@ -417,34 +304,19 @@ fn sigterm_finalizes_open_connections() {
             .expect("client"),
     };
     let mut first = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(client.child.stdout.take().expect("stdout")),
-        &mut first,
-    )
-    .expect("read");
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(client.child.stdout.take().expect("stdout")), &mut first)
+        .expect("read");
     assert!(first.starts_with("HTTP/1."), "{first}");
     let ev = agent
-        .wait_for(
-            Duration::from_secs(15),
-            "the held request's artifact",
-            |ev| {
-                items(ev, "artifact_record")
-                    .iter()
-                    .any(|a| a["endpointId"] == "held")
-            },
-        )
+        .wait_for(Duration::from_secs(15), "the held request's artifact", |ev| {
+            items(ev, "artifact_record").iter().any(|a| a["endpointId"] == "held")
+        })
         .expect("events");
-    assert!(
-        connections_to(&ev, port, "egress-internal").is_empty(),
-        "no report before close"
-    );
+    assert!(connections_to(&ev, port, "egress-internal").is_empty(), "no report before close");
     let stopped = agent.stop().expect("stop");
     assert!(stopped.status.success(), "{}", stopped.stderr);
     let ev = stopped.events();
-    let c = one(
-        connections_to(&ev, port, "egress-internal"),
-        "finalized held connection",
-    );
+    let c = one(connections_to(&ev, port, "egress-internal"), "finalized held connection");
     assert_eq!(c["finalized"], true);
     assert_eq!(c["meta"]["endpointId"], "held");
     drop(client);
@@ -474,35 +346,20 @@ fn non_http_bytes_are_other_and_the_agent_keeps_capturing() {
     run(Command::new("python3").args(["-c", &script])).expect("garbage client");
     let _ = sink.join();
     let (_server, port) = start_http_server("127.0.0.1").expect("server");
-    run(Command::new("curl").args([
-        "-sS",
-        "-o",
-        "/dev/null",
-        &format!("http://127.0.0.1:{port}/after-garbage"),
-    ]))
-    .expect("curl");
+    run(Command::new("curl").args(["-sS", "-o", "/dev/null", &format!("http://127.0.0.1:{port}/after-garbage")]))
+        .expect("curl");
     let ev = agent
-        .wait_for(
-            Duration::from_secs(15),
-            "garbage and http connections",
-            |ev| {
-                !connections_to(ev, gport, "egress-internal").is_empty()
-                    && !connections_to(ev, port, "egress-internal").is_empty()
-            },
-        )
+        .wait_for(Duration::from_secs(15), "garbage and http connections", |ev| {
+            !connections_to(ev, gport, "egress-internal").is_empty()
+                && !connections_to(ev, port, "egress-internal").is_empty()
+        })
         .expect("events");
-    let g = one(
-        connections_to(&ev, gport, "egress-internal"),
-        "garbage connection",
-    );
+    let g = one(connections_to(&ev, gport, "egress-internal"), "garbage connection");
     assert_eq!(g["l7Protocol"], "other");
     assert_eq!(g["tags"]["protocol"], serde_json::json!(["other"]));
     assert_eq!(g["bytesSent"], 200_009);
     assert!(artifacts_of(&ev, g["meta"]["connectionId"].as_str().unwrap_or("")).is_empty());
-    let h = one(
-        connections_to(&ev, port, "egress-internal"),
-        "http connection",
-    );
+    let h = one(connections_to(&ev, port, "egress-internal"), "http connection");
     assert_eq!(h["l7Protocol"], "http1");
     agent.stop().expect("stop");
 }
@@ -514,17 +371,9 @@ fn metrics_and_readyz() {
     let (code, _) = agent.get("/readyz").expect("readyz");
     assert_eq!(code, 200);
     let (port_server, port) = start_http_server("127.0.0.1").expect("server");
-    run(Command::new("curl").args([
-        "-sS",
-        "-o",
-        "/dev/null",
-        &format!("http://127.0.0.1:{port}/m"),
-    ]))
-    .expect("curl");
+    run(Command::new("curl").args(["-sS", "-o", "/dev/null", &format!("http://127.0.0.1:{port}/m")])).expect("curl");
     agent
-        .wait_for(Duration::from_secs(15), "an artifact", |ev| {
-            !items(ev, "artifact_record").is_empty()
-        })
+        .wait_for(Duration::from_secs(15), "an artifact", |ev| !items(ev, "artifact_record").is_empty())
         .expect("events");
     let (code, m) = agent.get("/metrics").expect("metrics");
     assert_eq!(code, 200);

@@ -91,24 +91,14 @@ fn ignored_path(p: &serde_ignored::Path<'_>) -> String {
         P::Seq { parent, index } => format!("{}[{index}]", ignored_path(parent)),
         P::Map { parent, key } => {
             let base = ignored_path(parent);
-            if base.is_empty() {
-                key.clone()
-            } else {
-                format!("{base}.{key}")
-            }
+            if base.is_empty() { key.clone() } else { format!("{base}.{key}") }
         }
-        P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => {
-            ignored_path(parent)
-        }
+        P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => ignored_path(parent),
     }
 }
 
 fn invalid(origin: &str, path: impl Into<String>, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        origin: origin.to_string(),
-        path: path.into(),
-        message: message.into(),
-    }
+    ConfigError::Invalid { origin: origin.to_string(), path: path.into(), message: message.into() }
 }
 
 /// Deserializes `T` from YAML text, collecting unknown keys (with paths) into `unknown`.
@@ -124,18 +114,11 @@ fn parse<T: serde::de::DeserializeOwned>(
     serde_path_to_error::deserialize(ignoring).map_err(|e| {
         let inner_path = e.path().to_string();
         let path = join(prefix, &inner_path);
-        let path = if path == "." || path.is_empty() {
-            "(top level)".to_string()
-        } else {
-            path
-        };
+        let path = if path == "." || path.is_empty() { "(top level)".to_string() } else { path };
         let msg = e.into_inner().to_string();
         // serde_yaml_ng starts its message with the path too, and ends it with the line and
         // column (kept: it helps).
-        let msg = msg
-            .strip_prefix(&format!("{inner_path}: "))
-            .map(str::to_string)
-            .unwrap_or(msg);
+        let msg = msg.strip_prefix(&format!("{inner_path}: ")).map(str::to_string).unwrap_or(msg);
         invalid(origin, path, msg)
     })
 }
@@ -152,10 +135,7 @@ fn join(prefix: &str, path: &str) -> String {
 /// Loads a configuration file.
 pub fn load_file(path: &Path) -> Result<Loaded, ConfigError> {
     let origin = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        origin: origin.clone(),
-        source,
-    })?;
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { origin: origin.clone(), source })?;
     load_str(&text, &origin)
 }
 
@@ -164,42 +144,26 @@ pub fn embedded_default() -> Loaded {
     // The embedded file is tested to load cleanly; a failure here is a build defect.
     load_str(include_str!("default.yaml"), "embedded default").unwrap_or_else(|e| {
         tracing::error!("embedded default configuration is invalid: {e}");
-        Loaded {
-            origin: "embedded default".into(),
-            config: Config::default(),
-            warnings: Vec::new(),
-        }
+        Loaded { origin: "embedded default".into(), config: Config::default(), warnings: Vec::new() }
     })
 }
 
 /// Loads configuration text.
 pub fn load_str(yaml: &str, origin: &str) -> Result<Loaded, ConfigError> {
     let mut unknown = Vec::new();
-    let config: Config = if yaml.trim().is_empty() {
-        Config::default()
-    } else {
-        parse(yaml, origin, "", &mut unknown)?
-    };
+    let config: Config =
+        if yaml.trim().is_empty() { Config::default() } else { parse(yaml, origin, "", &mut unknown)? };
     let mut warnings: Vec<ConfigWarning> = unknown
         .into_iter()
         .map(|path| {
             let last = path.rsplit(['.', '[']).next().unwrap_or(&path).to_string();
-            let hint = unsupported::suggest(&last)
-                .map(|s| format!(" (did you mean `{s}`?)"))
-                .unwrap_or_default();
-            ConfigWarning {
-                message: format!("unknown key, ignored{hint}"),
-                path,
-            }
+            let hint = unsupported::suggest(&last).map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default();
+            ConfigWarning { message: format!("unknown key, ignored{hint}"), path }
         })
         .collect();
     validate(&config, origin, &mut warnings)?;
     warnings.extend(unsupported::warnings(&config));
-    Ok(Loaded {
-        origin: origin.to_string(),
-        config,
-        warnings,
-    })
+    Ok(Loaded { origin: origin.to_string(), config, warnings })
 }
 
 /// The `http_capture` configuration of plugin `i` of stack `name`, parsed with key paths.
@@ -212,8 +176,7 @@ fn http_capture_config(
     match &plugin.config {
         None => Ok(HttpCaptureConfig::default()),
         Some(v) => {
-            let text =
-                serde_yaml_ng::to_string(v).map_err(|e| invalid(origin, path, e.to_string()))?;
+            let text = serde_yaml_ng::to_string(v).map_err(|e| invalid(origin, path, e.to_string()))?;
             parse(&text, origin, path, unknown)
         }
     }
@@ -229,39 +192,23 @@ fn no_duplicate_ids<'a>(
         if let Some(id) = id
             && !seen.insert(id)
         {
-            return Err(invalid(
-                origin,
-                format!("{list}[{i}].id"),
-                format!("duplicate id `{id}`"),
-            ));
+            return Err(invalid(origin, format!("{list}[{i}].id"), format!("duplicate id `{id}`")));
         }
     }
     Ok(())
 }
 
-fn validate(
-    config: &Config,
-    origin: &str,
-    warnings: &mut Vec<ConfigWarning>,
-) -> Result<(), ConfigError> {
+fn validate(config: &Config, origin: &str, warnings: &mut Vec<ConfigWarning>) -> Result<(), ConfigError> {
     let mut unknown = Vec::new();
     for (name, stack) in &config.stacks {
         for (i, p) in stack.plugins.iter().enumerate() {
             if p.kind == PluginType::HttpCapture {
-                http_capture_config(
-                    p,
-                    &format!("stacks.{name}.plugins[{i}].config"),
-                    origin,
-                    &mut unknown,
-                )?;
+                http_capture_config(p, &format!("stacks.{name}.plugins[{i}].config"), origin, &mut unknown)?;
             }
         }
     }
     for path in unknown {
-        warnings.push(ConfigWarning {
-            path,
-            message: "unknown key, ignored".into(),
-        });
+        warnings.push(ConfigWarning { path, message: "unknown key, ignored".into() });
     }
     let stack_ok = |s: &Option<String>| match s.as_deref() {
         None | Some("") | Some("none") => true,
@@ -275,47 +222,24 @@ fn validate(
             format!(
                 "no stack named `{}` under `stacks` (defined: {})",
                 config.tap.http.stack.as_deref().unwrap_or_default(),
-                if known.is_empty() {
-                    "none".to_string()
-                } else {
-                    known.join(", ")
-                }
+                if known.is_empty() { "none".to_string() } else { known.join(", ") }
             ),
         ));
     }
     for (i, e) in config.tap.endpoints.iter().enumerate() {
         if e.domain.trim().is_empty() {
-            return Err(invalid(
-                origin,
-                format!("tap.endpoints[{i}].domain"),
-                "must be a domain name",
-            ));
+            return Err(invalid(origin, format!("tap.endpoints[{i}].domain"), "must be a domain name"));
         }
         if !stack_ok(&e.http.stack) {
             return Err(invalid(
                 origin,
                 format!("tap.endpoints[{i}].http.stack"),
-                format!(
-                    "no stack named `{}` under `stacks`",
-                    e.http.stack.as_deref().unwrap_or_default()
-                ),
+                format!("no stack named `{}` under `stacks`", e.http.stack.as_deref().unwrap_or_default()),
             ));
         }
     }
-    no_duplicate_ids(
-        config
-            .services
-            .object_stores
-            .iter()
-            .map(|s| s.id.as_deref()),
-        "services.object_stores",
-        origin,
-    )?;
-    no_duplicate_ids(
-        config.services.event_stores.iter().map(|s| s.id.as_deref()),
-        "services.event_stores",
-        origin,
-    )?;
+    no_duplicate_ids(config.services.object_stores.iter().map(|s| s.id.as_deref()), "services.object_stores", origin)?;
+    no_duplicate_ids(config.services.event_stores.iter().map(|s| s.id.as_deref()), "services.event_stores", origin)?;
     for (i, s) in config.services.object_stores.iter().enumerate() {
         if s.kind == ObjectStoreType::S3 && s.bucket.as_deref().is_none_or(str::is_empty) {
             return Err(invalid(
@@ -387,11 +311,7 @@ fn stack_level(config: &Config, stack: Option<&str>) -> CaptureLevel {
             let mut ignored = Vec::new();
             http_capture_config(p, "", "", &mut ignored).ok()
         })
-        .map(|c| {
-            c.level
-                .map(CaptureLevel::from)
-                .unwrap_or(CaptureLevel::None)
-        })
+        .map(|c| c.level.map(CaptureLevel::from).unwrap_or(CaptureLevel::None))
         .max()
         .unwrap_or(CaptureLevel::None)
 }
@@ -404,28 +324,17 @@ pub fn resolve(config: &Config, data_dir: &Path) -> Result<Effective, ConfigErro
         .iter()
         .find_map(|s| match s.kind {
             ObjectStoreType::Local => Some(ObjectStoreKind::Local {
-                dir: s
-                    .dir
-                    .as_ref()
-                    .map(PathBuf::from)
-                    .unwrap_or_else(|| data_dir.join("objects")),
+                dir: s.dir.as_ref().map(PathBuf::from).unwrap_or_else(|| data_dir.join("objects")),
             }),
             ObjectStoreType::Stdout => Some(ObjectStoreKind::Stdout),
             _ => None,
         })
-        .unwrap_or_else(|| ObjectStoreKind::Local {
-            dir: data_dir.join("objects"),
-        });
+        .unwrap_or_else(|| ObjectStoreKind::Local { dir: data_dir.join("objects") });
     let endpoint_levels = config
         .tap
         .endpoints
         .iter()
-        .map(|e| {
-            (
-                e.domain.to_ascii_lowercase(),
-                stack_level(config, e.http.stack.as_deref()),
-            )
-        })
+        .map(|e| (e.domain.to_ascii_lowercase(), stack_level(config, e.http.stack.as_deref())))
         .collect();
     Ok(Effective {
         level: stack_level(config, config.tap.http.stack.as_deref()),

@@ -89,37 +89,21 @@ fn qtap_example_loads_with_one_warning_per_unsupported_key() {
         "tap.filters",
         "rulekit",
     ] {
-        assert_eq!(
-            paths.iter().filter(|x| **x == p).count(),
-            1,
-            "one warning for {p}: {paths:?}"
-        );
+        assert_eq!(paths.iter().filter(|x| **x == p).count(), 1, "one warning for {p}: {paths:?}");
     }
     let eff = resolve(&l.config, Path::new("/d")).expect("resolve");
     assert_eq!(eff.capture_level(), CaptureLevel::Summary);
     assert_eq!(eff.direction(), TapDirection::Egress);
     assert!(eff.ignore_loopback());
-    assert_eq!(
-        eff.endpoint_levels().get("api.github.com"),
-        Some(&CaptureLevel::Summary)
-    );
-    assert_eq!(
-        eff.object_store(),
-        &ObjectStoreKind::Local {
-            dir: "/d/objects".into()
-        }
-    );
+    assert_eq!(eff.endpoint_levels().get("api.github.com"), Some(&CaptureLevel::Summary));
+    assert_eq!(eff.object_store(), &ObjectStoreKind::Local { dir: "/d/objects".into() });
 }
 
 #[test]
 fn qtap_default_loads_and_has_level_none() {
     let l = load_str(QTAP_DEFAULT, "default.yaml").expect("loads");
     let eff = resolve(&l.config, Path::new("/d")).expect("resolve");
-    assert_eq!(
-        eff.capture_level(),
-        CaptureLevel::None,
-        "no http_capture plugin: nothing stored"
-    );
+    assert_eq!(eff.capture_level(), CaptureLevel::None, "no http_capture plugin: nothing stored");
     assert_eq!(eff.object_store(), &ObjectStoreKind::Stdout);
 }
 
@@ -131,12 +115,7 @@ fn embedded_default_is_clean() {
     assert_eq!(eff.capture_level(), CaptureLevel::Summary);
     assert_eq!(eff.direction(), TapDirection::All);
     assert!(!eff.ignore_loopback());
-    assert_eq!(
-        eff.object_store(),
-        &ObjectStoreKind::Local {
-            dir: "./tapline-data/objects".into()
-        }
-    );
+    assert_eq!(eff.object_store(), &ObjectStoreKind::Local { dir: "./tapline-data/objects".into() });
 }
 
 fn err(yaml: &str) -> String {
@@ -149,69 +128,37 @@ fn err(yaml: &str) -> String {
 #[test]
 fn errors_name_the_key_path_and_the_expectation() {
     let e = err("tap:\n  direction: egres\n");
-    assert!(
-        e.starts_with("q.yaml: tap.direction: unknown variant `egres`"),
-        "{e}"
-    );
+    assert!(e.starts_with("q.yaml: tap.direction: unknown variant `egres`"), "{e}");
     assert!(e.contains("egress-external"), "{e}");
     let e = err("tap:\n  ignore_loopback: maybe\n");
-    assert!(
-        e.contains("tap.ignore_loopback") && e.contains("bool"),
-        "{e}"
-    );
-    let e = err(
-        "stacks:\n  s:\n    plugins:\n      - type: http_capture\n        config:\n          level: verbose\n",
-    );
-    assert!(
-        e.contains("stacks.s.plugins[0].config.level") && e.contains("full"),
-        "{e}"
-    );
+    assert!(e.contains("tap.ignore_loopback") && e.contains("bool"), "{e}");
+    let e = err("stacks:\n  s:\n    plugins:\n      - type: http_capture\n        config:\n          level: verbose\n");
+    assert!(e.contains("stacks.s.plugins[0].config.level") && e.contains("full"), "{e}");
     let e = err("tap:\n  http:\n    stack: missing\n");
-    assert!(
-        e.contains("tap.http.stack") && e.contains("no stack named `missing`"),
-        "{e}"
-    );
+    assert!(e.contains("tap.http.stack") && e.contains("no stack named `missing`"), "{e}");
     let e = err("services:\n  object_stores:\n    - type: s3\n");
     assert!(e.contains("services.object_stores[0].bucket"), "{e}");
     let e = err("services:\n  event_stores:\n    - type: kafka\n");
-    assert!(
-        e.contains("services.event_stores[0].type") && e.contains("stdout"),
-        "{e}"
-    );
+    assert!(e.contains("services.event_stores[0].type") && e.contains("stdout"), "{e}");
     let e = err("tap: [1, 2]\n");
     assert!(e.contains("tap"), "{e}");
 }
 
 #[test]
 fn unknown_keys_warn_with_did_you_mean() {
-    let l = load_str(
-        "tap:\n  ignore_loopbak: true\n  direction: all\nextra_top: 1\n",
-        "q.yaml",
-    )
-    .expect("loads");
+    let l = load_str("tap:\n  ignore_loopbak: true\n  direction: all\nextra_top: 1\n", "q.yaml").expect("loads");
     let w: Vec<String> = l.warnings.iter().map(|w| w.to_string()).collect();
     assert!(
-        w.iter()
-            .any(|s| s.contains("tap.ignore_loopbak")
-                && s.contains("did you mean `ignore_loopback`")),
+        w.iter().any(|s| s.contains("tap.ignore_loopbak") && s.contains("did you mean `ignore_loopback`")),
         "{w:?}"
     );
-    assert!(
-        w.iter().any(|s| s.contains("extra_top: unknown key")),
-        "{w:?}"
-    );
+    assert!(w.iter().any(|s| s.contains("extra_top: unknown key")), "{w:?}");
     let l = load_str(
         "stacks:\n  s:\n    plugins:\n      - type: http_capture\n        config:\n          levl: full\n",
         "q.yaml",
     )
     .expect("loads");
-    assert!(
-        l.warnings
-            .iter()
-            .any(|w| w.path == "stacks.s.plugins[0].config.levl"),
-        "{:?}",
-        l.warnings
-    );
+    assert!(l.warnings.iter().any(|w| w.path == "stacks.s.plugins[0].config.levl"), "{:?}", l.warnings);
 }
 
 #[test]
@@ -229,9 +176,7 @@ fn direction_filter_semantics() {
     use TapDirection::*;
     assert!(All.allows(true, false) && All.allows(false, true));
     assert!(Ingress.allows(true, false) && !Ingress.allows(false, true));
-    assert!(
-        Egress.allows(false, true) && Egress.allows(false, false) && !Egress.allows(true, false)
-    );
+    assert!(Egress.allows(false, true) && Egress.allows(false, false) && !Egress.allows(true, false));
     assert!(EgressExternal.allows(false, true) && !EgressExternal.allows(false, false));
     assert!(EgressInternal.allows(false, false) && !EgressInternal.allows(false, true));
 }

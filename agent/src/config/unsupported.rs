@@ -60,9 +60,7 @@ fn distance(a: &str, b: &str) -> usize {
     for (i, ca) in a.chars().enumerate() {
         let mut cur = vec![i + 1; b.len() + 1];
         for (j, cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(ca != *cb))
-                .min(prev[j + 1] + 1)
-                .min(cur[j] + 1);
+            cur[j + 1] = (prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
         }
         prev = cur;
     }
@@ -80,10 +78,7 @@ pub fn suggest(key: &str) -> Option<&'static str> {
 }
 
 fn w(path: impl Into<String>, message: impl Into<String>) -> ConfigWarning {
-    ConfigWarning {
-        path: path.into(),
-        message: message.into(),
-    }
+    ConfigWarning { path: path.into(), message: message.into() }
 }
 
 /// One warning per recognised-but-unsupported setting.
@@ -93,33 +88,19 @@ pub fn warnings(c: &Config) -> Vec<ConfigWarning> {
         if !matches!(s.kind, EventStoreType::Stdout | EventStoreType::Disabled) {
             out.push(w(
                 format!("services.event_stores[{i}].type"),
-                format!(
-                    "event store type `{:?}` is not supported yet; events go to stdout",
-                    s.kind
-                )
-                .to_lowercase(),
+                format!("event store type `{:?}` is not supported yet; events go to stdout", s.kind).to_lowercase(),
             ));
         }
     }
-    if c.services
-        .event_stores
-        .iter()
-        .any(|s| s.kind == EventStoreType::Disabled)
-    {
-        out.push(w(
-            "services.event_stores",
-            "a `disabled` event store is not supported yet; events go to stdout",
-        ));
+    if c.services.event_stores.iter().any(|s| s.kind == EventStoreType::Disabled) {
+        out.push(w("services.event_stores", "a `disabled` event store is not supported yet; events go to stdout"));
     }
     for (i, s) in c.services.object_stores.iter().enumerate() {
         if !matches!(s.kind, ObjectStoreType::Local | ObjectStoreType::Stdout) {
             out.push(w(
                 format!("services.object_stores[{i}].type"),
-                format!(
-                    "object store type `{:?}` is not supported yet; objects go to the local store",
-                    s.kind
-                )
-                .to_lowercase(),
+                format!("object store type `{:?}` is not supported yet; objects go to the local store", s.kind)
+                    .to_lowercase(),
             ));
         }
     }
@@ -132,12 +113,11 @@ pub fn warnings(c: &Config) -> Vec<ConfigWarning> {
             match p.kind {
                 PluginType::HttpCapture => {
                     let Some(cfg) = &p.config else { continue };
-                    if cfg
-                        .get("rules")
-                        .and_then(|r| r.as_sequence())
-                        .is_some_and(|r| !r.is_empty())
-                    {
-                        out.push(w(format!("{path}.config.rules"), "http_capture rules are not supported yet; the plugin's level applies to every transaction"));
+                    if cfg.get("rules").and_then(|r| r.as_sequence()).is_some_and(|r| !r.is_empty()) {
+                        out.push(w(
+                            format!("{path}.config.rules"),
+                            "http_capture rules are not supported yet; the plugin's level applies to every transaction",
+                        ));
                     }
                     if cfg.get("format").and_then(|f| f.as_str()) == Some("text") {
                         out.push(w(
@@ -148,25 +128,16 @@ pub fn warnings(c: &Config) -> Vec<ConfigWarning> {
                 }
                 other => out.push(w(
                     format!("{path}.type"),
-                    format!(
-                        "plugin `{}` is not supported yet; ignored",
-                        format!("{other:?}").to_lowercase()
-                    ),
+                    format!("plugin `{}` is not supported yet; ignored", format!("{other:?}").to_lowercase()),
                 )),
             }
         }
     }
     if c.tap.filters.is_some() {
-        out.push(w(
-            "tap.filters",
-            "process filters are not supported yet; every process is captured",
-        ));
+        out.push(w("tap.filters", "process filters are not supported yet; every process is captured"));
     }
     if c.tap.audit_include_dns {
-        out.push(w(
-            "tap.audit_include_dns",
-            "DNS connections are not reported yet",
-        ));
+        out.push(w("tap.audit_include_dns", "DNS connections are not reported yet"));
     }
     for key in ["redis", "mysql", "kafka"] {
         let set = match key {
@@ -175,10 +146,7 @@ pub fn warnings(c: &Config) -> Vec<ConfigWarning> {
             _ => c.tap.kafka.is_some(),
         };
         if set {
-            out.push(w(
-                format!("tap.{key}"),
-                format!("{key} parsing is not supported; those connections are `other`"),
-            ));
+            out.push(w(format!("tap.{key}"), format!("{key} parsing is not supported; those connections are `other`")));
         }
     }
     if c.rulekit.is_some() {

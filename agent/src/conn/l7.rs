@@ -49,10 +49,7 @@ pub enum L7State {
 
 impl Default for L7State {
     fn default() -> Self {
-        L7State::Detecting {
-            egress: Vec::new(),
-            ingress: Vec::new(),
-        }
+        L7State::Detecting { egress: Vec::new(), ingress: Vec::new() }
     }
 }
 
@@ -71,11 +68,7 @@ enum Decision {
 
 fn decide(role: Role, egress: &[u8], ingress: &[u8]) -> Decision {
     let verdict = |b: &[u8]| {
-        if b.is_empty() {
-            None
-        } else {
-            Some(http1::detect(b))
-        }
+        if b.is_empty() { None } else { Some(http1::detect(b)) }
     };
     let (e, i) = (verdict(egress), verdict(ingress));
     let expected = match role {
@@ -102,19 +95,13 @@ fn decide(role: Role, egress: &[u8], ingress: &[u8]) -> Decision {
         match v {
             Some(Detection::Request) => return Decision::Http1 { requests: dir },
             Some(Detection::Response) => {
-                return Decision::Http1 {
-                    requests: opposite(dir),
-                };
+                return Decision::Http1 { requests: opposite(dir) };
             }
             _ => {}
         }
     }
     let undecided = |v: Option<Detection>| matches!(v, None | Some(Detection::NeedMore));
-    if undecided(e) || undecided(i) {
-        Decision::Wait
-    } else {
-        Decision::Other
-    }
+    if undecided(e) || undecided(i) { Decision::Wait } else { Decision::Other }
 }
 
 impl L7State {
@@ -182,12 +169,8 @@ impl L7State {
                         });
                         // Requests first: a response can only follow its request.
                         let (first, second) = match requests {
-                            Direction::Egress => {
-                                ((Direction::Egress, eg), (Direction::Ingress, ing))
-                            }
-                            Direction::Ingress => {
-                                ((Direction::Ingress, ing), (Direction::Egress, eg))
-                            }
+                            Direction::Egress => ((Direction::Egress, eg), (Direction::Ingress, ing)),
+                            Direction::Ingress => ((Direction::Ingress, ing), (Direction::Egress, eg)),
                         };
                         for (d, b) in [first, second] {
                             if !b.is_empty() {
@@ -236,11 +219,7 @@ impl L7State {
 
 impl Http1Conn {
     fn side(&self, dir: Direction) -> Side {
-        if dir == self.requests {
-            Side::Client
-        } else {
-            Side::Server
-        }
+        if dir == self.requests { Side::Client } else { Side::Server }
     }
 
     fn feed(&mut self, dir: Direction, bytes: &[u8], at: SystemTime, out: &mut L7Output) {
@@ -254,8 +233,7 @@ impl Http1Conn {
     fn drain(&mut self, at: SystemTime, out: &mut L7Output) {
         while let Some(ev) = self.parser.poll_event() {
             let upgraded = matches!(ev, http1::Http1Event::Upgraded);
-            self.assembler
-                .on_event(ev, at, &mut out.transactions, &mut out.notices);
+            self.assembler.on_event(ev, at, &mut out.transactions, &mut out.notices);
             if upgraded {
                 self.upgraded = true;
                 break;
@@ -269,10 +247,7 @@ mod tests {
     use super::*;
 
     fn policy() -> BodyPolicy {
-        BodyPolicy {
-            keep: true,
-            cap: 1 << 20,
-        }
+        BodyPolicy { keep: true, cap: 1 << 20 }
     }
 
     #[test]
@@ -280,23 +255,9 @@ mod tests {
         let mut s = L7State::default();
         let mut out = L7Output::default();
         let now = SystemTime::now();
-        s.on_data(
-            Role::Client,
-            Direction::Egress,
-            b"GE",
-            now,
-            policy(),
-            &mut out,
-        );
+        s.on_data(Role::Client, Direction::Egress, b"GE", now, policy(), &mut out);
         assert!(matches!(s, L7State::Detecting { .. }));
-        s.on_data(
-            Role::Client,
-            Direction::Egress,
-            b"T /x HTTP/1.1\r\nHost: a\r\n\r\n",
-            now,
-            policy(),
-            &mut out,
-        );
+        s.on_data(Role::Client, Direction::Egress, b"T /x HTTP/1.1\r\nHost: a\r\n\r\n", now, policy(), &mut out);
         assert_eq!(s.protocol(), L7Protocol::Http1);
         s.on_data(
             Role::Client,
@@ -324,14 +285,7 @@ mod tests {
             policy(),
             &mut out,
         );
-        s.on_data(
-            Role::Server,
-            Direction::Egress,
-            b"HTTP/1.1 204 No Content\r\n\r\n",
-            now,
-            policy(),
-            &mut out,
-        );
+        s.on_data(Role::Server, Direction::Egress, b"HTTP/1.1 204 No Content\r\n\r\n", now, policy(), &mut out);
         assert_eq!(s.requests_flow(), Some(Direction::Ingress));
         assert_eq!(out.transactions.len(), 1);
         assert_eq!(out.transactions[0].request_body.bytes, b"z");
@@ -352,14 +306,7 @@ mod tests {
         );
         assert!(matches!(s, L7State::Other));
         let mut s = L7State::default();
-        s.on_data(
-            Role::Client,
-            Direction::Ingress,
-            b"220 smtp ready\r\n",
-            now,
-            policy(),
-            &mut out,
-        );
+        s.on_data(Role::Client, Direction::Ingress, b"220 smtp ready\r\n", now, policy(), &mut out);
         assert!(matches!(s, L7State::Other));
         assert!(out.transactions.is_empty());
     }
@@ -378,14 +325,7 @@ mod tests {
             &mut out,
         );
         assert_eq!(s.requests_flow(), Some(Direction::Egress));
-        s.on_data(
-            Role::Unknown,
-            Direction::Egress,
-            b"GET /n HTTP/1.1\r\n\r\n",
-            now,
-            policy(),
-            &mut out,
-        );
+        s.on_data(Role::Unknown, Direction::Egress, b"GET /n HTTP/1.1\r\n\r\n", now, policy(), &mut out);
         s.on_data(
             Role::Unknown,
             Direction::Ingress,
@@ -403,23 +343,9 @@ mod tests {
         let now = SystemTime::now();
         let mut out = L7Output::default();
         let mut s = L7State::default();
-        s.on_data(
-            Role::Client,
-            Direction::Egress,
-            b"GET /",
-            now,
-            policy(),
-            &mut out,
-        );
+        s.on_data(Role::Client, Direction::Egress, b"GET /", now, policy(), &mut out);
         for _ in 0..100 {
-            s.on_data(
-                Role::Client,
-                Direction::Egress,
-                &[b'a'; 1000],
-                now,
-                policy(),
-                &mut out,
-            );
+            s.on_data(Role::Client, Direction::Egress, &[b'a'; 1000], now, policy(), &mut out);
             assert!(s.buffered_bytes() <= DETECT_LIMIT + 64 * 1024);
         }
     }

@@ -81,11 +81,7 @@ impl Connection {
         if let Some(h) = &self.host {
             return h.clone();
         }
-        let dst = if self.is_server_side() {
-            self.local
-        } else {
-            self.remote
-        };
+        let dst = if self.is_server_side() { self.local } else { self.remote };
         dst.ip().to_string()
     }
 }

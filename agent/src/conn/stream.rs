@@ -36,10 +36,7 @@ pub struct StreamCursor {
 impl StreamCursor {
     /// A cursor expecting the stream to start at `pos` (0 for a connection seen from its start).
     pub fn starting_at(pos: u64) -> Self {
-        Self {
-            next: pos,
-            ..Self::default()
-        }
+        Self { next: pos, ..Self::default() }
     }
 
     /// The position the next byte should have.
@@ -51,11 +48,7 @@ impl StreamCursor {
     pub fn admit<'a>(&mut self, pos: u64, bytes: &'a [u8]) -> Admit<'a> {
         let end = pos.saturating_add(bytes.len() as u64);
         if end <= self.next {
-            return if bytes.is_empty() {
-                Admit::Contiguous(bytes)
-            } else {
-                Admit::Duplicate
-            };
+            return if bytes.is_empty() { Admit::Contiguous(bytes) } else { Admit::Duplicate };
         }
         if pos < self.next {
             // Overlaps what we have: keep only the new tail.
@@ -101,13 +94,7 @@ mod tests {
         let mut c = StreamCursor::default();
         assert_eq!(c.admit(0, b"abc"), Admit::Contiguous(b"abc"));
         assert_eq!(c.admit(3, b"de"), Admit::Contiguous(b"de"));
-        assert_eq!(
-            c.admit(10, b"xy"),
-            Admit::AfterGap {
-                missing: 5,
-                bytes: b"xy"
-            }
-        );
+        assert_eq!(c.admit(10, b"xy"), Admit::AfterGap { missing: 5, bytes: b"xy" });
         assert_eq!(c.admit(3, b"de"), Admit::Duplicate);
         assert_eq!(c.admit(11, b"yz"), Admit::Contiguous(b"z"));
         assert_eq!(c.next_pos(), 13);

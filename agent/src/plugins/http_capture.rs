@@ -11,8 +11,7 @@
 use std::time::SystemTime;
 
 use tapline_output::model::{
-    ArtifactRecord, ArtifactType, Direction, Headers, HttpTransaction, Summary, TxnMetadata,
-    TxnRequest, TxnResponse,
+    ArtifactRecord, ArtifactType, Direction, Headers, HttpTransaction, Summary, TxnMetadata, TxnRequest, TxnResponse,
 };
 
 use crate::config::CaptureLevel;
@@ -49,10 +48,7 @@ pub struct Captured {
 }
 
 fn header<'h>(headers: &'h [Header], name: &str) -> Option<&'h str> {
-    headers
-        .iter()
-        .find(|h| h.name.eq_ignore_ascii_case(name))
-        .map(|h| h.value.as_str())
+    headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value.as_str())
 }
 
 fn to_headers(hs: &[Header], trailers: &[Header]) -> Headers {
@@ -65,10 +61,7 @@ fn to_headers(hs: &[Header], trailers: &[Header]) -> Headers {
 
 /// Splits a request target into (path, full URL) for the given scheme and authority.
 pub fn url_parts(target: &str, scheme: &str, authority: &str) -> (String, String) {
-    if let Some(rest) = target
-        .strip_prefix("http://")
-        .or_else(|| target.strip_prefix("https://"))
-    {
+    if let Some(rest) = target.strip_prefix("http://").or_else(|| target.strip_prefix("https://")) {
         // Absolute form (proxies): the path starts at the first slash after the authority.
         let path_start = rest.find('/').unwrap_or(rest.len());
         let path = &rest[path_start..];
@@ -88,10 +81,7 @@ pub fn url_parts(target: &str, scheme: &str, authority: &str) -> (String, String
 
 /// Approximate size on the wire of a message head (request/status line + headers + blank line).
 fn head_len(first_line: usize, headers: &[Header]) -> u64 {
-    let hs: usize = headers
-        .iter()
-        .map(|h| h.name.len() + 2 + h.value.len() + 2)
-        .sum();
+    let hs: usize = headers.iter().map(|h| h.name.len() + 2 + h.value.len() + 2).sum();
     (first_line + 2 + hs + 2) as u64
 }
 
@@ -108,27 +98,16 @@ pub fn capture(
     }
     let req = &txn.request;
     let res = txn.response.as_ref();
-    let authority = header(&req.headers, "host")
-        .map(str::to_string)
-        .unwrap_or_else(|| ctx.fallback_authority.clone());
+    let authority = header(&req.headers, "host").map(str::to_string).unwrap_or_else(|| ctx.fallback_authority.clone());
     let (path, url) = url_parts(&req.target, ctx.scheme, &authority);
     let with_headers = matches!(level, CaptureLevel::Headers | CaptureLevel::Full);
     let with_bodies = level == CaptureLevel::Full;
     let req_content_type = header(&req.headers, "content-type").map(str::to_string);
-    let res_content_type = res
-        .and_then(|r| header(&r.headers, "content-type"))
-        .map(str::to_string);
+    let res_content_type = res.and_then(|r| header(&r.headers, "content-type")).map(str::to_string);
 
-    let req_wire =
-        head_len(req.method.len() + 1 + req.target.len() + 9, &req.headers) + txn.request_body.len;
-    let res_wire = res
-        .map(|r| head_len(12 + r.reason.len() + 1, &r.headers) + txn.response_body.len)
-        .unwrap_or(0);
-    let (bytes_sent, bytes_received) = if ctx.server_side {
-        (res_wire, req_wire)
-    } else {
-        (req_wire, res_wire)
-    };
+    let req_wire = head_len(req.method.len() + 1 + req.target.len() + 9, &req.headers) + txn.request_body.len;
+    let res_wire = res.map(|r| head_len(12 + r.reason.len() + 1, &r.headers) + txn.response_body.len).unwrap_or(0);
+    let (bytes_sent, bytes_received) = if ctx.server_side { (res_wire, req_wire) } else { (req_wire, res_wire) };
 
     let body = |b: &crate::txn::Body| (with_bodies && b.len > 0).then(|| b.bytes.clone());
     let object = HttpTransaction {
@@ -205,22 +184,10 @@ mod tests {
 
     #[test]
     fn url_forms() {
-        assert_eq!(
-            url_parts("/a/b?q=1", "http", "h:8"),
-            ("/a/b".into(), "http://h:8/a/b?q=1".into())
-        );
-        assert_eq!(
-            url_parts("http://x.org/p?z", "http", "x.org"),
-            ("/p".into(), "http://x.org/p?z".into())
-        );
-        assert_eq!(
-            url_parts("http://x.org", "http", "x.org"),
-            ("/".into(), "http://x.org".into())
-        );
-        assert_eq!(
-            url_parts("x.org:443", "http", "x.org:443"),
-            ("x.org:443".into(), "http://x.org:443".into())
-        );
+        assert_eq!(url_parts("/a/b?q=1", "http", "h:8"), ("/a/b".into(), "http://h:8/a/b?q=1".into()));
+        assert_eq!(url_parts("http://x.org/p?z", "http", "x.org"), ("/p".into(), "http://x.org/p?z".into()));
+        assert_eq!(url_parts("http://x.org", "http", "x.org"), ("/".into(), "http://x.org".into()));
+        assert_eq!(url_parts("x.org:443", "http", "x.org:443"), ("x.org:443".into(), "http://x.org:443".into()));
     }
 }
 
@@ -232,10 +199,7 @@ mod level_tests {
     use std::time::{Duration, SystemTime};
 
     fn h(n: &str, v: &str) -> Header {
-        Header {
-            name: n.into(),
-            value: v.into(),
-        }
+        Header { name: n.into(), value: v.into() }
     }
 
     fn txn() -> Transaction {
@@ -251,11 +215,7 @@ mod level_tests {
                     h("User-Agent", "t/1"),
                 ],
             },
-            request_body: Body {
-                bytes: b"{}".to_vec(),
-                len: 2,
-                truncated: false,
-            },
+            request_body: Body { bytes: b"{}".to_vec(), len: 2, truncated: false },
             request_trailers: vec![],
             request_time: t0,
             response: Some(ResponseHead {
@@ -264,11 +224,7 @@ mod level_tests {
                 version: 1,
                 headers: vec![h("Content-Type", "text/plain"), h("Content-Length", "4")],
             }),
-            response_body: Body {
-                bytes: b"down".to_vec(),
-                len: 4,
-                truncated: false,
-            },
+            response_body: Body { bytes: b"down".to_vec(), len: 4, truncated: false },
             response_trailers: vec![],
             response_time: Some(t0 + Duration::from_millis(42)),
             end_time: t0 + Duration::from_millis(43),
@@ -291,62 +247,32 @@ mod level_tests {
 
     #[test]
     fn levels_decide_what_the_object_holds() {
-        let p = ProcessInfo {
-            pid: 7,
-            exe: Some("/usr/bin/app".into()),
-            ..Default::default()
-        };
+        let p = ProcessInfo { pid: 7, exe: Some("/usr/bin/app".into()), ..Default::default() };
         let now = SystemTime::now();
         assert!(capture(&txn(), CaptureLevel::None, &ctx(&p), "r".into(), now).is_none());
 
-        let s =
-            capture(&txn(), CaptureLevel::Summary, &ctx(&p), "r1".into(), now).expect("summary");
+        let s = capture(&txn(), CaptureLevel::Summary, &ctx(&p), "r1".into(), now).expect("summary");
         assert!(s.object.request.headers.is_none() && s.object.request.body.is_none());
         let res = s.object.response.as_ref().expect("response");
         assert!(res.headers.is_none() && res.body.is_none());
         assert_eq!(res.status, 503);
-        assert_eq!(
-            s.object.request.url,
-            "http://api.example.com:8443/api/v1?x=1"
-        );
+        assert_eq!(s.object.request.url, "http://api.example.com:8443/api/v1?x=1");
         assert_eq!(s.object.request.path.as_deref(), Some("/api/v1"));
         assert_eq!(s.object.duration_ms, 42);
         let sum = s.record.summary.as_ref().expect("summary block");
         assert_eq!(sum.request_host, "api.example.com");
-        assert_eq!(
-            sum.request_content_type.as_deref(),
-            Some("application/json")
-        );
+        assert_eq!(sum.request_content_type.as_deref(), Some("application/json"));
         assert_eq!(sum.response_status, 503);
         assert_eq!(sum.process_exe, "/usr/bin/app");
 
-        let hd =
-            capture(&txn(), CaptureLevel::Headers, &ctx(&p), "r2".into(), now).expect("headers");
-        assert_eq!(
-            hd.object
-                .request
-                .headers
-                .as_ref()
-                .and_then(|h| h.get("user-agent")),
-            Some("t/1")
-        );
+        let hd = capture(&txn(), CaptureLevel::Headers, &ctx(&p), "r2".into(), now).expect("headers");
+        assert_eq!(hd.object.request.headers.as_ref().and_then(|h| h.get("user-agent")), Some("t/1"));
         assert!(hd.object.request.body.is_none());
-        assert!(
-            hd.object
-                .response
-                .as_ref()
-                .is_some_and(|r| r.headers.is_some() && r.body.is_none())
-        );
+        assert!(hd.object.response.as_ref().is_some_and(|r| r.headers.is_some() && r.body.is_none()));
 
         let full = capture(&txn(), CaptureLevel::Full, &ctx(&p), "r3".into(), now).expect("full");
         assert_eq!(full.object.request.body.as_deref(), Some(&b"{}"[..]));
-        assert_eq!(
-            full.object
-                .response
-                .as_ref()
-                .and_then(|r| r.body.as_deref()),
-            Some(&b"down"[..])
-        );
+        assert_eq!(full.object.response.as_ref().and_then(|r| r.body.as_deref()), Some(&b"down"[..]));
         assert_eq!(full.object.metadata.process_id.as_deref(), Some("7"));
         // "POST /api/v1?x=1 HTTP/1.1\r\n" + 3 headers + "\r\n" + 2 body bytes
         let req = 27 + (4 + 2 + 20 + 2) + (12 + 2 + 16 + 2) + (10 + 2 + 3 + 2) + 2 + 2;
@@ -360,26 +286,11 @@ mod level_tests {
         t.request.headers.retain(|h| h.name != "Host");
         let mut c = ctx(&p);
         c.server_side = true;
-        let cap =
-            capture(&t, CaptureLevel::Summary, &c, "r".into(), SystemTime::now()).expect("cap");
-        assert_eq!(
-            cap.object.request.authority.as_deref(),
-            Some("198.51.100.2:8443")
-        );
-        let client = capture(
-            &t,
-            CaptureLevel::Summary,
-            &ctx(&p),
-            "r".into(),
-            SystemTime::now(),
-        )
-        .expect("cap");
+        let cap = capture(&t, CaptureLevel::Summary, &c, "r".into(), SystemTime::now()).expect("cap");
+        assert_eq!(cap.object.request.authority.as_deref(), Some("198.51.100.2:8443"));
+        let client = capture(&t, CaptureLevel::Summary, &ctx(&p), "r".into(), SystemTime::now()).expect("cap");
         let (s, c) = (&cap.object.metadata, &client.object.metadata);
-        assert_eq!(
-            (s.bytes_sent, s.bytes_received),
-            (c.bytes_received, c.bytes_sent),
-            "perspectives swap"
-        );
+        assert_eq!((s.bytes_sent, s.bytes_received), (c.bytes_received, c.bytes_sent), "perspectives swap");
         assert_ne!(s.bytes_sent, s.bytes_received);
     }
 }

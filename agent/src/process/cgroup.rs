@@ -15,9 +15,7 @@ pub fn pick_cgroup(content: &str) -> Option<String> {
             }
             continue;
         }
-        let known = ctrl
-            .split(',')
-            .any(|c| matches!(c, "memory" | "pids" | "cpu" | "name=systemd"));
+        let known = ctrl.split(',').any(|c| matches!(c, "memory" | "pids" | "cpu" | "name=systemd"));
         if known && path != "/" && v1.is_none() {
             v1 = Some(path.to_string());
         }
@@ -59,27 +57,19 @@ mod tests {
             ),
             format!("/kubepods.slice/kubepods-pod1.slice/crio-{ID}.scope"),
             format!("/machine.slice/libpod-{ID}.scope"),
-            format!(
-                "/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-{ID}.scope/container"
-            ),
+            format!("/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-{ID}.scope/container"),
         ];
         for c in &cases {
             assert_eq!(container_id_from_cgroup(c).as_deref(), Some(ID), "{c}");
         }
-        assert_eq!(
-            container_id_from_cgroup("/user.slice/user-0.slice/session-1.scope"),
-            None
-        );
+        assert_eq!(container_id_from_cgroup("/user.slice/user-0.slice/session-1.scope"), None);
         assert_eq!(container_id_from_cgroup("/"), None);
     }
 
     #[test]
     fn picks_v2_then_v1() {
         let v2 = format!("0::/system.slice/docker-{ID}.scope\n");
-        assert_eq!(
-            pick_cgroup(&v2).as_deref(),
-            Some(&*format!("/system.slice/docker-{ID}.scope"))
-        );
+        assert_eq!(pick_cgroup(&v2).as_deref(), Some(&*format!("/system.slice/docker-{ID}.scope")));
         let v1 = format!("12:pids:/docker/{ID}\n4:memory:/docker/{ID}\n0::/\n");
         assert_eq!(pick_cgroup(&v1), Some(format!("/docker/{ID}")));
         assert_eq!(pick_cgroup("0::/\n1:cpu:/\n"), None);

@@ -49,9 +49,7 @@ pub struct ProcessTable {
 }
 
 fn basename(path: &str) -> Option<String> {
-    Path::new(path)
-        .file_name()
-        .map(|s| s.to_string_lossy().into_owned())
+    Path::new(path).file_name().map(|s| s.to_string_lossy().into_owned())
 }
 
 fn lossy(b: &[u8]) -> String {
@@ -61,19 +59,14 @@ fn lossy(b: &[u8]) -> String {
 impl ProcessTable {
     /// A table reading `/proc`-like data under `proc_root`.
     pub fn new(proc_root: PathBuf) -> Self {
-        Self {
-            proc_root,
-            entries: HashMap::new(),
-        }
+        Self { proc_root, entries: HashMap::new() }
     }
 
     fn read_proc(&self, pid: u32) -> Option<ProcessInfo> {
         let dir = self.proc_root.join(pid.to_string());
         let exe = std::fs::read_link(dir.join("exe")).ok().map(|p| {
             let s = p.to_string_lossy().into_owned();
-            s.strip_suffix(" (deleted)")
-                .map(str::to_string)
-                .unwrap_or(s)
+            s.strip_suffix(" (deleted)").map(str::to_string).unwrap_or(s)
         });
         let status = std::fs::read_to_string(dir.join("status")).ok()?;
         let uid = status
@@ -81,13 +74,8 @@ impl ProcessTable {
             .find_map(|l| l.strip_prefix("Uid:"))
             .and_then(|v| v.split_whitespace().next())
             .and_then(|v| v.parse().ok());
-        let comm = status
-            .lines()
-            .find_map(|l| l.strip_prefix("Name:"))
-            .map(|s| s.trim().to_string());
-        let cgroup = std::fs::read_to_string(dir.join("cgroup"))
-            .ok()
-            .and_then(|c| cgroup::pick_cgroup(&c));
+        let comm = status.lines().find_map(|l| l.strip_prefix("Name:")).map(|s| s.trim().to_string());
+        let cgroup = std::fs::read_to_string(dir.join("cgroup")).ok().and_then(|c| cgroup::pick_cgroup(&c));
         Some(ProcessInfo {
             pid,
             binary: exe.as_deref().and_then(basename).or_else(|| comm.clone()),
@@ -109,8 +97,7 @@ impl ProcessTable {
 
     fn evict(&mut self) {
         let now = Instant::now();
-        self.entries
-            .retain(|_, e| e.exited.is_none_or(|t| now.duration_since(t) < EXIT_GRACE));
+        self.entries.retain(|_, e| e.exited.is_none_or(|t| now.duration_since(t) < EXIT_GRACE));
         if self.entries.len() >= MAX_ENTRIES {
             // Still full of live processes: drop exited ones first, then anything.
             let victims: Vec<u32> = self.entries.keys().take(MAX_ENTRIES / 8).copied().collect();
@@ -140,10 +127,7 @@ impl ProcessTable {
     /// A new process: it starts as a copy of its parent.
     pub fn on_fork(&mut self, parent: u32, child: u32) {
         let info = match self.entries.get(&parent) {
-            Some(e) => ProcessInfo {
-                pid: child,
-                ..e.info.clone()
-            },
+            Some(e) => ProcessInfo { pid: child, ..e.info.clone() },
             None => match self.read_proc(child).or_else(|| self.read_proc(parent)) {
                 Some(i) => ProcessInfo { pid: child, ..i },
                 None => return,
@@ -159,8 +143,7 @@ impl ProcessTable {
         }
         if self.entries.len() > MAX_ENTRIES / 2 {
             let now = Instant::now();
-            self.entries
-                .retain(|_, e| e.exited.is_none_or(|t| now.duration_since(t) < EXIT_GRACE));
+            self.entries.retain(|_, e| e.exited.is_none_or(|t| now.duration_since(t) < EXIT_GRACE));
         }
     }
 
@@ -203,11 +186,7 @@ mod tests {
         let d = root.join(pid.to_string());
         std::fs::create_dir_all(&d).expect("mkdir");
         std::os::unix::fs::symlink(exe, d.join("exe")).expect("symlink");
-        std::fs::write(
-            d.join("status"),
-            format!("Name:\tfake\nUid:\t{uid}\t{uid}\t{uid}\t{uid}\n"),
-        )
-        .expect("status");
+        std::fs::write(d.join("status"), format!("Name:\tfake\nUid:\t{uid}\t{uid}\t{uid}\t{uid}\n")).expect("status");
         std::fs::write(d.join("cgroup"), cgroup).expect("cgroup");
     }
 
@@ -215,13 +194,7 @@ mod tests {
     fn reads_a_fake_proc_and_parses_the_container() {
         let tmp = tempfile::tempdir().expect("tmp");
         let id = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
-        fake_proc(
-            tmp.path(),
-            4242,
-            "/usr/bin/curl",
-            0,
-            &format!("0::/system.slice/docker-{id}.scope\n"),
-        );
+        fake_proc(tmp.path(), 4242, "/usr/bin/curl", 0, &format!("0::/system.slice/docker-{id}.scope\n"));
         let mut t = ProcessTable::new(tmp.path().to_path_buf());
         let p = t.get(4242, None, b"");
         assert_eq!(p.exe.as_deref(), Some("/usr/bin/curl"));

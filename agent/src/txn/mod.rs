@@ -73,10 +73,7 @@ impl Transaction {
     /// Response head time minus request head time, in whole milliseconds (at least 1), as qtap computes it.
     pub fn duration_ms(&self) -> u64 {
         let end = self.response_time.unwrap_or(self.end_time);
-        let ms = end
-            .duration_since(self.request_time)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
+        let ms = end.duration_since(self.request_time).map(|d| d.as_millis() as u64).unwrap_or(0);
         ms.max(1)
     }
 }
@@ -109,11 +106,7 @@ pub struct Assembler {
 impl Assembler {
     /// A new assembler for one connection.
     pub fn new(policy: BodyPolicy) -> Self {
-        Self {
-            policy,
-            pending: VecDeque::new(),
-            orphan_response: false,
-        }
+        Self { policy, pending: VecDeque::new(), orphan_response: false }
     }
 
     /// Requests seen whose exchange has not finished yet.
@@ -160,20 +153,18 @@ impl Assembler {
                 }
             }
             Http1Event::Informational(_) => {}
-            Http1Event::ResponseHead(head) => {
-                match self.pending.iter_mut().find(|p| !p.response_started) {
-                    Some(p) => {
-                        p.response_started = true;
-                        p.txn.response = Some(head);
-                        p.txn.response_time = Some(at);
-                        self.orphan_response = false;
-                    }
-                    None => {
-                        self.orphan_response = true;
-                        notices.push(Notice::OrphanResponse);
-                    }
+            Http1Event::ResponseHead(head) => match self.pending.iter_mut().find(|p| !p.response_started) {
+                Some(p) => {
+                    p.response_started = true;
+                    p.txn.response = Some(head);
+                    p.txn.response_time = Some(at);
+                    self.orphan_response = false;
                 }
-            }
+                None => {
+                    self.orphan_response = true;
+                    notices.push(Notice::OrphanResponse);
+                }
+            },
             Http1Event::ResponseBody(chunk) => {
                 if self.orphan_response {
                     return;
@@ -239,20 +230,10 @@ mod tests {
     use std::time::Duration;
 
     fn req(path: &str) -> Http1Event {
-        Http1Event::RequestHead(RequestHead {
-            method: "GET".into(),
-            target: path.into(),
-            version: 1,
-            headers: vec![],
-        })
+        Http1Event::RequestHead(RequestHead { method: "GET".into(), target: path.into(), version: 1, headers: vec![] })
     }
     fn res(status: u16) -> Http1Event {
-        Http1Event::ResponseHead(ResponseHead {
-            status,
-            reason: String::new(),
-            version: 1,
-            headers: vec![],
-        })
+        Http1Event::ResponseHead(ResponseHead { status, reason: String::new(), version: 1, headers: vec![] })
     }
     fn t(ms: u64) -> SystemTime {
         SystemTime::UNIX_EPOCH + Duration::from_millis(1_000_000 + ms)
@@ -264,33 +245,13 @@ mod tests {
         let (mut done, mut notes) = (vec![], vec![]);
         for (i, p) in ["/a", "/b"].iter().enumerate() {
             a.on_event(req(p), t(i as u64), &mut done, &mut notes);
-            a.on_event(
-                Http1Event::RequestEnd { trailers: vec![] },
-                t(i as u64),
-                &mut done,
-                &mut notes,
-            );
+            a.on_event(Http1Event::RequestEnd { trailers: vec![] }, t(i as u64), &mut done, &mut notes);
         }
         a.on_event(res(200), t(10), &mut done, &mut notes);
-        a.on_event(
-            Http1Event::ResponseBody(b"hello".to_vec()),
-            t(11),
-            &mut done,
-            &mut notes,
-        );
-        a.on_event(
-            Http1Event::ResponseEnd { trailers: vec![] },
-            t(12),
-            &mut done,
-            &mut notes,
-        );
+        a.on_event(Http1Event::ResponseBody(b"hello".to_vec()), t(11), &mut done, &mut notes);
+        a.on_event(Http1Event::ResponseEnd { trailers: vec![] }, t(12), &mut done, &mut notes);
         a.on_event(res(404), t(30), &mut done, &mut notes);
-        a.on_event(
-            Http1Event::ResponseEnd { trailers: vec![] },
-            t(31),
-            &mut done,
-            &mut notes,
-        );
+        a.on_event(Http1Event::ResponseEnd { trailers: vec![] }, t(31), &mut done, &mut notes);
         assert_eq!(done.len(), 2);
         assert_eq!(done[0].request.target, "/a");
         assert_eq!(done[0].response.as_ref().map(|r| r.status), Some(200));
@@ -307,31 +268,13 @@ mod tests {
 
     #[test]
     fn bodies_are_not_kept_below_full_but_counted() {
-        let mut a = Assembler::new(BodyPolicy {
-            keep: false,
-            cap: 1 << 20,
-        });
+        let mut a = Assembler::new(BodyPolicy { keep: false, cap: 1 << 20 });
         let (mut done, mut notes) = (vec![], vec![]);
         a.on_event(req("/"), t(0), &mut done, &mut notes);
-        a.on_event(
-            Http1Event::RequestBody(vec![1; 100]),
-            t(0),
-            &mut done,
-            &mut notes,
-        );
-        a.on_event(
-            Http1Event::RequestEnd { trailers: vec![] },
-            t(0),
-            &mut done,
-            &mut notes,
-        );
+        a.on_event(Http1Event::RequestBody(vec![1; 100]), t(0), &mut done, &mut notes);
+        a.on_event(Http1Event::RequestEnd { trailers: vec![] }, t(0), &mut done, &mut notes);
         a.on_event(res(200), t(0), &mut done, &mut notes);
-        a.on_event(
-            Http1Event::ResponseEnd { trailers: vec![] },
-            t(0),
-            &mut done,
-            &mut notes,
-        );
+        a.on_event(Http1Event::ResponseEnd { trailers: vec![] }, t(0), &mut done, &mut notes);
         assert_eq!(done[0].request_body.len, 100);
         assert!(done[0].request_body.bytes.is_empty());
         assert!(!done[0].request_body.truncated);
@@ -340,73 +283,32 @@ mod tests {
 
     #[test]
     fn orphan_response_is_reported_and_its_body_swallowed() {
-        let mut a = Assembler::new(BodyPolicy {
-            keep: true,
-            cap: 100,
-        });
+        let mut a = Assembler::new(BodyPolicy { keep: true, cap: 100 });
         let (mut done, mut notes) = (vec![], vec![]);
         a.on_event(res(200), t(0), &mut done, &mut notes);
-        a.on_event(
-            Http1Event::ResponseBody(b"x".to_vec()),
-            t(0),
-            &mut done,
-            &mut notes,
-        );
-        a.on_event(
-            Http1Event::ResponseEnd { trailers: vec![] },
-            t(0),
-            &mut done,
-            &mut notes,
-        );
+        a.on_event(Http1Event::ResponseBody(b"x".to_vec()), t(0), &mut done, &mut notes);
+        a.on_event(Http1Event::ResponseEnd { trailers: vec![] }, t(0), &mut done, &mut notes);
         assert!(done.is_empty());
         assert_eq!(notes, vec![Notice::OrphanResponse]);
         // The next real exchange still pairs.
         a.on_event(req("/n"), t(1), &mut done, &mut notes);
-        a.on_event(
-            Http1Event::RequestEnd { trailers: vec![] },
-            t(1),
-            &mut done,
-            &mut notes,
-        );
+        a.on_event(Http1Event::RequestEnd { trailers: vec![] }, t(1), &mut done, &mut notes);
         a.on_event(res(201), t(2), &mut done, &mut notes);
-        a.on_event(
-            Http1Event::ResponseEnd { trailers: vec![] },
-            t(3),
-            &mut done,
-            &mut notes,
-        );
+        a.on_event(Http1Event::ResponseEnd { trailers: vec![] }, t(3), &mut done, &mut notes);
         assert_eq!(done.len(), 1);
         assert_eq!(done[0].request.target, "/n");
     }
 
     #[test]
     fn finish_returns_started_exchanges_and_counts_unanswered() {
-        let mut a = Assembler::new(BodyPolicy {
-            keep: true,
-            cap: 100,
-        });
+        let mut a = Assembler::new(BodyPolicy { keep: true, cap: 100 });
         let (mut done, mut notes) = (vec![], vec![]);
         a.on_event(req("/1"), t(0), &mut done, &mut notes);
-        a.on_event(
-            Http1Event::RequestEnd { trailers: vec![] },
-            t(0),
-            &mut done,
-            &mut notes,
-        );
+        a.on_event(Http1Event::RequestEnd { trailers: vec![] }, t(0), &mut done, &mut notes);
         a.on_event(req("/2"), t(0), &mut done, &mut notes);
-        a.on_event(
-            Http1Event::RequestEnd { trailers: vec![] },
-            t(0),
-            &mut done,
-            &mut notes,
-        );
+        a.on_event(Http1Event::RequestEnd { trailers: vec![] }, t(0), &mut done, &mut notes);
         a.on_event(res(200), t(5), &mut done, &mut notes);
-        a.on_event(
-            Http1Event::ResponseBody(b"par".to_vec()),
-            t(6),
-            &mut done,
-            &mut notes,
-        );
+        a.on_event(Http1Event::ResponseBody(b"par".to_vec()), t(6), &mut done, &mut notes);
         let (fin, unanswered) = a.finish(t(9));
         assert_eq!(fin.len(), 1);
         assert!(fin[0].incomplete);

@@ -28,10 +28,7 @@ impl Tags {
 
     /// The `key:value` list form used by `issue` events.
     pub fn pairs(&self) -> Vec<String> {
-        self.0
-            .iter()
-            .flat_map(|(k, vs)| vs.iter().map(move |v| format!("{k}:{v}")))
-            .collect()
+        self.0.iter().flat_map(|(k, vs)| vs.iter().map(move |v| format!("{k}:{v}"))).collect()
     }
 }
 
@@ -64,11 +61,7 @@ pub struct NetAddr {
 
 impl Default for NetAddr {
     fn default() -> Self {
-        NetAddr {
-            family: "ipv4".into(),
-            ip: "0.0.0.0".into(),
-            port: 0,
-        }
+        NetAddr { family: "ipv4".into(), ip: "0.0.0.0".into(), port: 0 }
     }
 }
 
@@ -82,11 +75,7 @@ impl From<SocketAddr> for NetAddr {
             },
             v4 => v4,
         };
-        NetAddr {
-            family: if ip.is_ipv4() { "ipv4" } else { "ipv6" }.into(),
-            ip: ip.to_string(),
-            port: a.port(),
-        }
+        NetAddr { family: if ip.is_ipv4() { "ipv4" } else { "ipv6" }.into(), ip: ip.to_string(), port: a.port() }
     }
 }
 

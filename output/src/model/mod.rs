@@ -46,10 +46,7 @@ pub fn is_internal(ip: IpAddr) -> bool {
                 return is_internal(IpAddr::V4(v4));
             }
             let s = v6.segments();
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || (s[0] & 0xfe00) == 0xfc00
-                || (s[0] & 0xffc0) == 0xfe80
+            v6.is_loopback() || v6.is_unspecified() || (s[0] & 0xfe00) == 0xfc00 || (s[0] & 0xffc0) == 0xfe80
         }
     }
 }
@@ -108,11 +105,8 @@ impl L7Protocol {
 /// RFC 3339 in UTC with nanoseconds, e.g. `2025-10-24T18:54:54.510499628Z`.
 pub fn rfc3339(t: SystemTime) -> String {
     let dt = time::OffsetDateTime::from(t);
-    let fmt = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:9]Z"
-    );
-    dt.format(&fmt)
-        .unwrap_or_else(|_| "1970-01-01T00:00:00.000000000Z".to_string())
+    let fmt = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:9]Z");
+    dt.format(&fmt).unwrap_or_else(|_| "1970-01-01T00:00:00.000000000Z".to_string())
 }
 
 pub(crate) fn is_false(b: &bool) -> bool {
@@ -166,16 +160,8 @@ mod tests {
 
     #[test]
     fn enums_serialize_as_the_spec_strings() {
-        assert_eq!(
-            serde_json::to_string(&Direction::EgressExternal)
-                .ok()
-                .as_deref(),
-            Some("\"egress-external\"")
-        );
-        assert_eq!(
-            serde_json::to_string(&L7Protocol::Http1).ok().as_deref(),
-            Some("\"http1\"")
-        );
+        assert_eq!(serde_json::to_string(&Direction::EgressExternal).ok().as_deref(), Some("\"egress-external\""));
+        assert_eq!(serde_json::to_string(&L7Protocol::Http1).ok().as_deref(), Some("\"http1\""));
         assert_eq!(L7Protocol::Other.as_str(), "other");
     }
 }

@@ -17,11 +17,7 @@ pub struct Headers(Vec<(String, String)>);
 impl Headers {
     /// Appends a header (joining the value onto an earlier header of the same name, case-insensitively).
     pub fn push(&mut self, name: String, value: String) {
-        if let Some((_, v)) = self
-            .0
-            .iter_mut()
-            .find(|(n, _)| n.eq_ignore_ascii_case(&name))
-        {
+        if let Some((_, v)) = self.0.iter_mut().find(|(n, _)| n.eq_ignore_ascii_case(&name)) {
             v.push_str(", ");
             v.push_str(&value);
         } else {
@@ -31,10 +27,7 @@ impl Headers {
 
     /// The value of `name` (case-insensitive).
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.0.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     /// Entries in order.
@@ -95,12 +88,7 @@ mod b64 {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
         let s: Option<String> = Option::deserialize(d)?;
-        s.map(|s| {
-            base64::engine::general_purpose::STANDARD
-                .decode(s)
-                .map_err(serde::de::Error::custom)
-        })
-        .transpose()
+        s.map(|s| base64::engine::general_purpose::STANDARD.decode(s).map_err(serde::de::Error::custom)).transpose()
     }
 }
 

@@ -23,23 +23,12 @@ pub fn detect(b: &[u8]) -> Detection {
     // Status line.
     let n = b.len().min(VERSION.len());
     if b[..n] == VERSION[..n] {
-        return if n == VERSION.len() {
-            Detection::Response
-        } else {
-            Detection::NeedMore
-        };
+        return if n == VERSION.len() { Detection::Response } else { Detection::NeedMore };
     }
     // Request line: a method token of uppercase letters, then the target, then the version.
-    let tok = b
-        .iter()
-        .take_while(|c| c.is_ascii_uppercase() || **c == b'-' || **c == b'_')
-        .count();
+    let tok = b.iter().take_while(|c| c.is_ascii_uppercase() || **c == b'-' || **c == b'_').count();
     if tok == b.len() {
-        return if tok <= 16 {
-            Detection::NeedMore
-        } else {
-            Detection::NotHttp
-        };
+        return if tok <= 16 { Detection::NeedMore } else { Detection::NotHttp };
     }
     if !(3..=16).contains(&tok) || b[tok] != b' ' {
         return Detection::NotHttp;
@@ -47,11 +36,7 @@ pub fn detect(b: &[u8]) -> Detection {
     let rest = &b[tok + 1..];
     let target = rest.iter().take_while(|&&c| c > b' ' && c != 0x7f).count();
     if target == rest.len() {
-        return if rest.len() <= 8192 {
-            Detection::NeedMore
-        } else {
-            Detection::NotHttp
-        };
+        return if rest.len() <= 8192 { Detection::NeedMore } else { Detection::NotHttp };
     }
     if target == 0 || rest[target] != b' ' {
         return Detection::NotHttp;

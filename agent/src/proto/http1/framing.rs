@@ -33,12 +33,8 @@ impl Body {
         match *self {
             Body::Length(left) if n < left => Some(Some(Body::Length(left - n))),
             Body::Length(left) if n == left => Some(None),
-            Body::Chunked(Chunk::Data(left)) if n < left => {
-                Some(Some(Body::Chunked(Chunk::Data(left - n))))
-            }
-            Body::Chunked(Chunk::Data(left)) if n == left => {
-                Some(Some(Body::Chunked(Chunk::DataEnd)))
-            }
+            Body::Chunked(Chunk::Data(left)) if n < left => Some(Some(Body::Chunked(Chunk::Data(left - n)))),
+            Body::Chunked(Chunk::Data(left)) if n == left => Some(Some(Body::Chunked(Chunk::DataEnd))),
             Body::UntilClose => Some(Some(Body::UntilClose)),
             _ => None,
         }
@@ -47,9 +43,7 @@ impl Body {
 
 fn header<'a>(hs: &'a [Header], name: &str) -> impl Iterator<Item = &'a str> {
     let name = name.to_string();
-    hs.iter()
-        .filter(move |h| h.name.eq_ignore_ascii_case(&name))
-        .map(|h| h.value.as_str())
+    hs.iter().filter(move |h| h.name.eq_ignore_ascii_case(&name)).map(|h| h.value.as_str())
 }
 
 fn is_chunked(hs: &[Header]) -> bool {
@@ -116,19 +110,13 @@ pub fn chunk_size(input: &[u8]) -> Line {
     };
     let line = &input[..nl];
     let line = line.strip_suffix(b"\r").unwrap_or(line);
-    let hex_end = line
-        .iter()
-        .position(|b| !b.is_ascii_hexdigit())
-        .unwrap_or(line.len());
+    let hex_end = line.iter().position(|b| !b.is_ascii_hexdigit()).unwrap_or(line.len());
     if hex_end == 0 || hex_end > 16 {
         return Line::Invalid;
     }
     let rest = &line[hex_end..];
     let rest_ok = rest.iter().all(|&b| b == b' ' || b == b'\t') || {
-        let t = rest
-            .iter()
-            .position(|&b| b != b' ' && b != b'\t')
-            .unwrap_or(0);
+        let t = rest.iter().position(|&b| b != b' ' && b != b'\t').unwrap_or(0);
         rest[t..].starts_with(b";")
     };
     if !rest_ok {
@@ -177,11 +165,7 @@ fn plausible_start(side: Side, b: &[u8]) -> Option<bool> {
 /// Finds the next line start that looks like a message start of `side`. The start of
 /// `input` counts as a line start (it follows a gap or an error).
 pub fn find_message_start(side: Side, input: &[u8]) -> Resync {
-    let line_starts = input
-        .iter()
-        .enumerate()
-        .filter(|(_, b)| **b == b'\n')
-        .map(|(i, _)| i + 1);
+    let line_starts = input.iter().enumerate().filter(|(_, b)| **b == b'\n').map(|(i, _)| i + 1);
     for start in std::iter::once(0).chain(line_starts) {
         if start >= input.len() {
             break;

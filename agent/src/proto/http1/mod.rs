@@ -158,10 +158,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
-            max_head_bytes: 64 * 1024,
-            max_headers: 256,
-        }
+        Limits { max_head_bytes: 64 * 1024, max_headers: 256 }
     }
 }
 
@@ -205,16 +202,8 @@ impl Parser {
     pub fn new(limits: Limits) -> Parser {
         Parser {
             limits,
-            client: Half {
-                side: Side::Client,
-                state: State::Head,
-                buf: Vec::new(),
-            },
-            server: Half {
-                side: Side::Server,
-                state: State::Head,
-                buf: Vec::new(),
-            },
+            client: Half { side: Side::Client, state: State::Head, buf: Vec::new() },
+            server: Half { side: Side::Server, state: State::Head, buf: Vec::new() },
             pending: VecDeque::new(),
             events: VecDeque::new(),
         }
@@ -252,10 +241,7 @@ impl Parser {
         }
         let mut half = self.take_half(side);
         if half.state != State::Done {
-            self.events.push_back(Http1Event::Error(Http1Error::Gap {
-                side,
-                bytes: missing,
-            }));
+            self.events.push_back(Http1Event::Error(Http1Error::Gap { side, bytes: missing }));
             half.buf.clear();
             let next = match &half.state {
                 State::Body(b) => b.skip(missing),
@@ -285,11 +271,7 @@ impl Parser {
     }
 
     fn take_half(&mut self, side: Side) -> Half {
-        let fresh = Half {
-            side,
-            state: State::Head,
-            buf: Vec::new(),
-        };
+        let fresh = Half { side, state: State::Head, buf: Vec::new() };
         match side {
             Side::Client => std::mem::replace(&mut self.client, fresh),
             Side::Server => std::mem::replace(&mut self.server, fresh),
@@ -310,11 +292,10 @@ impl Parser {
             return;
         }
         if rest.len() > self.limits.max_head_bytes {
-            self.events
-                .push_back(Http1Event::Error(Http1Error::HeadTooLarge {
-                    side: half.side,
-                    limit: self.limits.max_head_bytes,
-                }));
+            self.events.push_back(Http1Event::Error(Http1Error::HeadTooLarge {
+                side: half.side,
+                limit: self.limits.max_head_bytes,
+            }));
             half.buf.clear();
             half.state = State::Resync;
             return;
@@ -374,10 +355,7 @@ impl Parser {
     /// Parses a head at the start of `input`. Returns bytes used, or None when more are needed.
     fn head(&mut self, half: &mut Half, input: &[u8]) -> Option<usize> {
         // Empty lines before a message are allowed (RFC 9112 §2.2).
-        let lead = input
-            .iter()
-            .take_while(|&&b| b == b'\r' || b == b'\n')
-            .count();
+        let lead = input.iter().take_while(|&&b| b == b'\r' || b == b'\n').count();
         if lead > 0 {
             return Some(lead);
         }
@@ -387,9 +365,7 @@ impl Parser {
             Side::Client => {
                 let mut req = httparse::Request::new(&mut storage);
                 match req.parse(input) {
-                    Ok(httparse::Status::Complete(n)) => {
-                        Ok(Some((n, Parsed::Request(to_request(&req)))))
-                    }
+                    Ok(httparse::Status::Complete(n)) => Ok(Some((n, Parsed::Request(to_request(&req))))),
                     Ok(httparse::Status::Partial) => Ok(None),
                     Err(e) => Err(e),
                 }
@@ -397,9 +373,7 @@ impl Parser {
             Side::Server => {
                 let mut res = httparse::Response::new(&mut storage);
                 match res.parse(input) {
-                    Ok(httparse::Status::Complete(n)) => {
-                        Ok(Some((n, Parsed::Response(to_response(&res)))))
-                    }
+                    Ok(httparse::Status::Complete(n)) => Ok(Some((n, Parsed::Response(to_response(&res))))),
                     Ok(httparse::Status::Partial) => Ok(None),
                     Err(e) => Err(e),
                 }
@@ -410,37 +384,28 @@ impl Parser {
                 self.start_message(half, head);
                 Some(n)
             }
-            Ok(None) => {
-                if input.len() > self.limits.max_head_bytes {
-                    self.fail(
-                        half,
-                        Http1Error::HeadTooLarge {
-                            side,
-                            limit: self.limits.max_head_bytes,
-                        },
-                    );
-                    Some(1)
-                } else {
-                    None
-                }
-            }
+            Ok(None) => self.incomplete_head(half, input.len()),
             Err(e) => {
                 let err = if e == httparse::Error::TooManyHeaders {
-                    Http1Error::HeadTooLarge {
-                        side,
-                        limit: self.limits.max_head_bytes,
-                    }
+                    Http1Error::HeadTooLarge { side, limit: self.limits.max_head_bytes }
                 } else {
-                    Http1Error::InvalidHead {
-                        side,
-                        detail: e.to_string(),
-                    }
+                    Http1Error::InvalidHead { side, detail: e.to_string() }
                 };
                 self.fail(half, err);
                 // Skip at least one byte so resync looks past this message start.
                 Some(1)
             }
         }
+    }
+
+    /// A head (or trailer block) is not complete yet: wait for more bytes, unless it is
+    /// already over the limit (then fail and skip a byte so resync moves on).
+    fn incomplete_head(&mut self, half: &mut Half, have: usize) -> Option<usize> {
+        if have <= self.limits.max_head_bytes {
+            return None;
+        }
+        self.fail(half, Http1Error::HeadTooLarge { side: half.side, limit: self.limits.max_head_bytes });
+        Some(1)
     }
 
     fn fail(&mut self, half: &mut Half, err: Http1Error) {
@@ -453,10 +418,7 @@ impl Parser {
         match head {
             Parsed::Request(req) => {
                 let framing = framing::request_body(&req.headers);
-                self.pending.push_back(Pending {
-                    head: req.method == "HEAD",
-                    connect: req.method == "CONNECT",
-                });
+                self.pending.push_back(Pending { head: req.method == "HEAD", connect: req.method == "CONNECT" });
                 self.events.push_back(Http1Event::RequestHead(req));
                 self.begin_body(half, framing);
             }
@@ -467,15 +429,10 @@ impl Parser {
                 }
                 let req = self.pending.pop_front();
                 let status = res.status;
-                let upgraded = status == 101
-                    || (req.as_ref().is_some_and(|r| r.connect) && (200..300).contains(&status));
-                let no_body =
-                    req.as_ref().is_some_and(|r| r.head) || status == 204 || status == 304;
-                let framing = if upgraded || no_body {
-                    Ok(None)
-                } else {
-                    framing::response_body(&res.headers)
-                };
+                let upgraded =
+                    status == 101 || (req.as_ref().is_some_and(|r| r.connect) && (200..300).contains(&status));
+                let no_body = req.as_ref().is_some_and(|r| r.head) || status == 204 || status == 304;
+                let framing = if upgraded || no_body { Ok(None) } else { framing::response_body(&res.headers) };
                 self.events.push_back(Http1Event::ResponseHead(res));
                 if upgraded {
                     self.end_message(side, Vec::new());
@@ -527,26 +484,14 @@ impl Parser {
                 Chunk::Size => match framing::chunk_size(input) {
                     framing::Line::NeedMore => {
                         if input.len() > 4096 {
-                            self.fail(
-                                half,
-                                Http1Error::InvalidChunk {
-                                    side,
-                                    detail: "chunk-size line too long",
-                                },
-                            );
+                            self.fail(half, Http1Error::InvalidChunk { side, detail: "chunk-size line too long" });
                             Some(1)
                         } else {
                             None
                         }
                     }
                     framing::Line::Invalid => {
-                        self.fail(
-                            half,
-                            Http1Error::InvalidChunk {
-                                side,
-                                detail: "bad chunk size",
-                            },
-                        );
+                        self.fail(half, Http1Error::InvalidChunk { side, detail: "bad chunk size" });
                         Some(1)
                     }
                     framing::Line::Done(used, 0) => {
@@ -578,13 +523,7 @@ impl Parser {
                     } else if input == b"\r" {
                         None
                     } else {
-                        self.fail(
-                            half,
-                            Http1Error::InvalidChunk {
-                                side,
-                                detail: "missing CRLF after chunk data",
-                            },
-                        );
+                        self.fail(half, Http1Error::InvalidChunk { side, detail: "missing CRLF after chunk data" });
                         Some(0)
                     }
                 }
@@ -597,29 +536,10 @@ impl Parser {
                             half.state = State::Head;
                             Some(n)
                         }
-                        Ok(httparse::Status::Partial) => {
-                            if input.len() > self.limits.max_head_bytes {
-                                self.fail(
-                                    half,
-                                    Http1Error::HeadTooLarge {
-                                        side,
-                                        limit: self.limits.max_head_bytes,
-                                    },
-                                );
-                                Some(1)
-                            } else {
-                                None
-                            }
-                        }
+                        Ok(httparse::Status::Partial) => self.incomplete_head(half, input.len()),
                         Err(e) => {
                             self.end_message(side, Vec::new());
-                            self.fail(
-                                half,
-                                Http1Error::InvalidHead {
-                                    side,
-                                    detail: format!("trailers: {e}"),
-                                },
-                            );
+                            self.fail(half, Http1Error::InvalidHead { side, detail: format!("trailers: {e}") });
                             Some(0)
                         }
                     }
@@ -635,10 +555,7 @@ enum Parsed {
 }
 
 fn to_header(h: &httparse::Header<'_>) -> Header {
-    Header {
-        name: h.name.to_string(),
-        value: String::from_utf8_lossy(h.value).into_owned(),
-    }
+    Header { name: h.name.to_string(), value: String::from_utf8_lossy(h.value).into_owned() }
 }
 
 fn to_request(r: &httparse::Request<'_, '_>) -> RequestHead {

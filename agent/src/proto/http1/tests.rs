@@ -89,24 +89,15 @@ fn heads(ev: &[Http1Event]) -> (Vec<String>, Vec<u16>) {
 }
 
 fn h(n: &str, v: &str) -> Header {
-    Header {
-        name: n.into(),
-        value: v.into(),
-    }
+    Header { name: n.into(), value: v.into() }
 }
 
 #[test]
 fn get_with_content_length() {
     let ev = check_splits(
         &[
-            (
-                Side::Client,
-                b"GET /x?y=1 HTTP/1.1\r\nHost: a\r\nUser-Agent: t\r\n\r\n",
-            ),
-            (
-                Side::Server,
-                b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Type: text/plain\r\n\r\nhello",
-            ),
+            (Side::Client, b"GET /x?y=1 HTTP/1.1\r\nHost: a\r\nUser-Agent: t\r\n\r\n"),
+            (Side::Server, b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Type: text/plain\r\n\r\nhello"),
         ],
         false,
     );
@@ -141,20 +132,10 @@ fn post_body_and_chunked_with_extensions_and_trailers() {
         ],
         false,
     );
-    assert!(
-        ev.contains(&Http1Event::RequestBody(
-            b"Wikipedia in\r\n\r\nchunks.".to_vec()
-        )),
-        "{ev:?}"
-    );
-    assert!(ev.contains(&Http1Event::RequestEnd {
-        trailers: vec![h("X-Trailer", "yes")]
-    }));
+    assert!(ev.contains(&Http1Event::RequestBody(b"Wikipedia in\r\n\r\nchunks.".to_vec())), "{ev:?}");
+    assert!(ev.contains(&Http1Event::RequestEnd { trailers: vec![h("X-Trailer", "yes")] }));
     assert!(ev.contains(&Http1Event::ResponseBody(b"abc".to_vec())));
-    assert_eq!(
-        ev.last(),
-        Some(&Http1Event::ResponseEnd { trailers: vec![] })
-    );
+    assert_eq!(ev.last(), Some(&Http1Event::ResponseEnd { trailers: vec![] }));
 }
 
 #[test]
@@ -175,59 +156,33 @@ fn pipelined_requests_then_responses_and_head_204_304() {
     let (reqs, stats) = heads(&ev);
     assert_eq!(reqs, ["HEAD /a", "GET /b", "GET /c", "POST /d"]);
     assert_eq!(stats, [200, 204, 304, 200]);
-    assert_eq!(
-        ev.iter()
-            .filter(|e| matches!(e, Http1Event::ResponseEnd { .. }))
-            .count(),
-        4
-    );
+    assert_eq!(ev.iter().filter(|e| matches!(e, Http1Event::ResponseEnd { .. })).count(), 4);
     assert!(ev.contains(&Http1Event::ResponseBody(b"ok".to_vec())));
-    assert!(
-        !ev.iter().any(|e| matches!(e, Http1Event::Error(_))),
-        "{ev:?}"
-    );
+    assert!(!ev.iter().any(|e| matches!(e, Http1Event::Error(_))), "{ev:?}");
 }
 
 #[test]
 fn expect_100_continue() {
     let ev = check_splits(
         &[
-            (
-                Side::Client,
-                b"PUT /u HTTP/1.1\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n",
-            ),
+            (Side::Client, b"PUT /u HTTP/1.1\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n"),
             (Side::Server, b"HTTP/1.1 100 Continue\r\n\r\n"),
             (Side::Client, b"abc"),
-            (
-                Side::Server,
-                b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
-            ),
+            (Side::Server, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
         ],
         false,
     );
-    assert!(
-        matches!(
-            ev[1],
-            Http1Event::Informational(ResponseHead { status: 100, .. })
-        ),
-        "{ev:?}"
-    );
+    assert!(matches!(ev[1], Http1Event::Informational(ResponseHead { status: 100, .. })), "{ev:?}");
     assert_eq!(ev[2], Http1Event::RequestBody(b"abc".to_vec()));
     assert_eq!(ev[3], Http1Event::RequestEnd { trailers: vec![] });
-    assert!(matches!(
-        ev[4],
-        Http1Event::ResponseHead(ResponseHead { status: 200, .. })
-    ));
+    assert!(matches!(ev[4], Http1Event::ResponseHead(ResponseHead { status: 200, .. })));
     assert_eq!(ev.len(), 6);
 }
 
 #[test]
 fn close_delimited_response_ends_on_close() {
     let ev = check_splits(
-        &[
-            (Side::Client, b"GET / HTTP/1.0\r\n\r\n"),
-            (Side::Server, b"HTTP/1.0 200 OK\r\n\r\nuntil the end"),
-        ],
+        &[(Side::Client, b"GET / HTTP/1.0\r\n\r\n"), (Side::Server, b"HTTP/1.0 200 OK\r\n\r\nuntil the end")],
         true,
     );
     assert_eq!(ev[3], Http1Event::ResponseBody(b"until the end".to_vec()));
@@ -238,53 +193,27 @@ fn close_delimited_response_ends_on_close() {
 fn upgrade_stops_parsing() {
     let ev = check_splits(
         &[
-            (
-                Side::Client,
-                b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
-            ),
-            (
-                Side::Server,
-                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n\x81\x05hello",
-            ),
+            (Side::Client, b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"),
+            (Side::Server, b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n\x81\x05hello"),
             (Side::Client, b"\x81\x85garbage frames"),
         ],
         false,
     );
     assert_eq!(ev.last(), Some(&Http1Event::Upgraded));
-    assert_eq!(
-        ev.iter()
-            .filter(|e| matches!(e, Http1Event::Error(_)))
-            .count(),
-        0
-    );
+    assert_eq!(ev.iter().filter(|e| matches!(e, Http1Event::Error(_))).count(), 0);
 }
 
 #[test]
 fn garbage_is_an_error_and_a_later_request_still_parses() {
     let ev = run(
         &[
-            (
-                Side::Client,
-                b"\x00\x01garbage bytes here\r\nmore junk\r\nGET /ok HTTP/1.1\r\n\r\n",
-            ),
-            (
-                Side::Server,
-                b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
-            ),
+            (Side::Client, b"\x00\x01garbage bytes here\r\nmore junk\r\nGET /ok HTTP/1.1\r\n\r\n"),
+            (Side::Server, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
         ],
         0,
         false,
     );
-    assert!(
-        matches!(
-            ev[0],
-            Http1Event::Error(Http1Error::InvalidHead {
-                side: Side::Client,
-                ..
-            })
-        ),
-        "{ev:?}"
-    );
+    assert!(matches!(ev[0], Http1Event::Error(Http1Error::InvalidHead { side: Side::Client, .. })), "{ev:?}");
     let (reqs, stats) = heads(&ev);
     assert_eq!(reqs, ["GET /ok"]);
     assert_eq!(stats, [200]);
@@ -294,19 +223,16 @@ fn garbage_is_an_error_and_a_later_request_still_parses() {
 fn gap_inside_a_content_length_body_keeps_framing() {
     let mut p = Parser::new(Limits::default());
     let mut out = Vec::new();
-    p.feed(
-        Side::Client,
-        b"POST /big HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc",
-    );
+    p.feed(Side::Client, b"POST /big HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc");
     p.gap(Side::Client, 4);
     p.feed(Side::Client, b"xyzGET /next HTTP/1.1\r\n\r\n");
-    p.feed(Side::Server, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\nHTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+    p.feed(
+        Side::Server,
+        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\nHTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n",
+    );
     drain(&mut p, &mut out);
     let ev = normalize(out);
-    assert!(ev.contains(&Http1Event::Error(Http1Error::Gap {
-        side: Side::Client,
-        bytes: 4
-    })));
+    assert!(ev.contains(&Http1Event::Error(Http1Error::Gap { side: Side::Client, bytes: 4 })));
     let (reqs, stats) = heads(&ev);
     assert_eq!(reqs, ["POST /big", "GET /next"]);
     assert_eq!(stats, [200, 404]);
@@ -321,10 +247,7 @@ fn gap_in_a_head_resyncs_to_the_next_request() {
     let mut out = Vec::new();
     p.feed(Side::Client, b"GET /lost HTTP/1.1\r\nHo");
     p.gap(Side::Client, 50);
-    p.feed(
-        Side::Client,
-        b"st-tail: x\r\n\r\nGET /found HTTP/1.1\r\nHost: y\r\n\r\n",
-    );
+    p.feed(Side::Client, b"st-tail: x\r\n\r\nGET /found HTTP/1.1\r\nHost: y\r\n\r\n");
     drain(&mut p, &mut out);
     let (reqs, _) = heads(&out);
     assert_eq!(reqs, ["GET /found"]);
@@ -336,34 +259,20 @@ fn keep_alive_thousand_transactions() {
     let mut p = Parser::new(Limits::default());
     let mut out = Vec::new();
     for i in 0..1000 {
-        p.feed(
-            Side::Client,
-            format!("GET /k/{i} HTTP/1.1\r\nHost: h\r\n\r\n").as_bytes(),
-        );
-        p.feed(
-            Side::Server,
-            b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc",
-        );
+        p.feed(Side::Client, format!("GET /k/{i} HTTP/1.1\r\nHost: h\r\n\r\n").as_bytes());
+        p.feed(Side::Server, b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc");
         drain(&mut p, &mut out);
     }
     let (reqs, stats) = heads(&out);
     assert_eq!(reqs.len(), 1000);
     assert_eq!(reqs[999], "GET /k/999");
     assert_eq!(stats.len(), 1000);
-    assert_eq!(
-        out.iter()
-            .filter(|e| matches!(e, Http1Event::ResponseEnd { .. }))
-            .count(),
-        1000
-    );
+    assert_eq!(out.iter().filter(|e| matches!(e, Http1Event::ResponseEnd { .. })).count(), 1000);
 }
 
 #[test]
 fn head_too_large_is_bounded() {
-    let mut p = Parser::new(Limits {
-        max_head_bytes: 1024,
-        max_headers: 16,
-    });
+    let mut p = Parser::new(Limits { max_head_bytes: 1024, max_headers: 16 });
     let mut out = Vec::new();
     p.feed(Side::Client, b"GET / HTTP/1.1\r\nX-Long: ");
     for _ in 0..100 {
@@ -371,31 +280,17 @@ fn head_too_large_is_bounded() {
         assert!(p.buffered_bytes() <= 1024 + 100);
     }
     drain(&mut p, &mut out);
-    assert!(
-        out.iter()
-            .any(|e| matches!(e, Http1Event::Error(Http1Error::HeadTooLarge { .. })))
-    );
+    assert!(out.iter().any(|e| matches!(e, Http1Event::Error(Http1Error::HeadTooLarge { .. }))));
     let many: String = (0..50).map(|i| format!("H{i}: v\r\n")).collect();
-    p.feed(
-        Side::Client,
-        format!("\r\nGET /many HTTP/1.1\r\n{many}\r\n").as_bytes(),
-    );
+    p.feed(Side::Client, format!("\r\nGET /many HTTP/1.1\r\n{many}\r\n").as_bytes());
     drain(&mut p, &mut out);
-    assert!(
-        out.iter()
-            .filter(|e| matches!(e, Http1Event::Error(Http1Error::HeadTooLarge { .. })))
-            .count()
-            >= 2
-    );
+    assert!(out.iter().filter(|e| matches!(e, Http1Event::Error(Http1Error::HeadTooLarge { .. }))).count() >= 2);
 }
 
 #[test]
 fn body_bytes_are_emitted_without_buffering() {
     let mut p = Parser::new(Limits::default());
-    p.feed(
-        Side::Client,
-        b"POST / HTTP/1.1\r\nContent-Length: 5000000\r\n\r\n",
-    );
+    p.feed(Side::Client, b"POST / HTTP/1.1\r\nContent-Length: 5000000\r\n\r\n");
     let chunk = vec![7u8; 65536];
     let mut total = 0;
     for _ in 0..76 {
@@ -412,19 +307,8 @@ fn body_bytes_are_emitted_without_buffering() {
 
 #[test]
 fn conflicting_content_length_is_an_error() {
-    let ev = run(
-        &[(
-            Side::Client,
-            b"POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
-        )],
-        0,
-        false,
-    );
-    assert!(
-        ev.iter()
-            .any(|e| matches!(e, Http1Event::Error(Http1Error::InvalidLength { .. }))),
-        "{ev:?}"
-    );
+    let ev = run(&[(Side::Client, b"POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd")], 0, false);
+    assert!(ev.iter().any(|e| matches!(e, Http1Event::Error(Http1Error::InvalidLength { .. }))), "{ev:?}");
 }
 
 proptest! {
