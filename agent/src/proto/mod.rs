@@ -1,2 +1,3 @@
 //! Sans-I/O protocol parsers: bytes and a direction in, typed events out.
 pub mod http1;
+pub mod tls;
