@@ -65,6 +65,35 @@ pub struct RunArgs {
     /// Seconds between periodic `connection` reports of a long-lived connection.
     #[arg(long, default_value_t = 30)]
     pub report_interval_secs: u64,
+    /// TLS library probes to attach (comma-separated: openssl, gotls; `none` disables them).
+    #[arg(long, env = "TLS_PROBES", default_value = "openssl,gotls", value_parser = parse_tls_probes)]
+    pub tls_probes: TlsProbes,
+}
+
+/// Which TLS probe families are enabled (`--tls-probes`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsProbes {
+    /// OpenSSL (libssl, or statically linked).
+    pub openssl: bool,
+    /// Go crypto/tls.
+    pub gotls: bool,
+    /// Families qtap knows that tapline does not implement (logged, then ignored).
+    pub unsupported: Vec<String>,
+}
+
+/// Parses `--tls-probes`: `openssl,gotls`, `none`, qtap's `nodetls`/`javassl` (accepted, warned about).
+pub fn parse_tls_probes(s: &str) -> Result<TlsProbes, String> {
+    let mut p = TlsProbes::default();
+    for name in s.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        match name.to_ascii_lowercase().as_str() {
+            "openssl" => p.openssl = true,
+            "gotls" => p.gotls = true,
+            "none" => {}
+            "nodetls" | "javassl" | "rustls" => p.unsupported.push(name.to_string()),
+            other => return Err(format!("unknown TLS probe `{other}` (use openssl, gotls or none)")),
+        }
+    }
+    Ok(p)
 }
 
 /// Subcommands.
@@ -98,6 +127,17 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tls_probe_lists() {
+        let p = parse_tls_probes("openssl,gotls").unwrap();
+        assert!(p.openssl && p.gotls && p.unsupported.is_empty());
+        assert_eq!(parse_tls_probes("none").unwrap(), TlsProbes::default());
+        let q = parse_tls_probes("nodetls, OpenSSL,javassl").unwrap();
+        assert!(q.openssl && !q.gotls);
+        assert_eq!(q.unsupported, vec!["nodetls".to_string(), "javassl".to_string()]);
+        assert!(parse_tls_probes("boringssl").unwrap_err().contains("unknown TLS probe `boringssl`"));
+    }
 
     #[test]
     fn sizes() {

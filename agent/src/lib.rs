@@ -22,4 +22,5 @@ pub mod proto;
 pub mod run;
 pub mod server;
 pub mod stores;
+pub mod tls_attach;
 pub mod txn;

@@ -4,7 +4,7 @@
 //! Everything here runs on one task, record by record, so no locking is needed and the
 //! order of a connection's bytes is the ring-buffer order.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use tapline_ebpf::{Record, Role};
+use tapline_ebpf::{DataSource, Record, Role};
 use tapline_output::event::{Event, EventStore};
 use tapline_output::ids::new_id;
 use tapline_output::metrics::{ComponentMetrics, Metrics};
@@ -24,7 +24,7 @@ use crate::clock::Clock;
 use crate::config::{CaptureLevel, TapDirection};
 use crate::conn::l7::{L7Output, L7State};
 use crate::conn::stream::{Admit, StreamCursor};
-use crate::conn::{Connection, host_without_port};
+use crate::conn::{Connection, Plaintext, host_without_port};
 use crate::plugins::http_capture::{self, TxnContext};
 use crate::process::ProcessTable;
 use crate::txn::{BodyPolicy, Notice};
@@ -120,6 +120,36 @@ pub struct Pipeline {
     event_stores: Vec<Arc<dyn EventStore>>,
     object_store: Arc<dyn ObjectStore>,
     m: PipelineMetrics,
+    /// TLS probe families that delivered plaintext, per process (`meta.tlsProbeTypesDetected`).
+    tls_probes: HashMap<u32, BTreeSet<&'static str>>,
+    /// Processes that called exec since the last [`Pipeline::take_execs`] (TLS probe discovery).
+    execs: Vec<u32>,
+}
+
+/// Admits bytes into one stream (raw or plaintext) and feeds what is new to its protocol state.
+#[allow(clippy::too_many_arguments)]
+fn admit_and_feed(
+    m: &PipelineMetrics,
+    cursor: &mut StreamCursor,
+    l7: &mut L7State,
+    role: Role,
+    dir: tapline_ebpf::Direction,
+    pos: u64,
+    bytes: &[u8],
+    at: SystemTime,
+    policy: BodyPolicy,
+    out: &mut L7Output,
+) {
+    match cursor.admit(pos, bytes) {
+        Admit::Duplicate => m.connections.discarded("duplicate_bytes", bytes.len() as u64),
+        Admit::Contiguous(b) => l7.on_data(role, dir, b, at, policy, out),
+        Admit::AfterGap { missing, bytes: b } => {
+            m.gaps.inc();
+            m.gap_bytes.inc_by(missing);
+            l7.on_gap(dir, missing, at, out);
+            l7.on_data(role, dir, b, at, policy, out);
+        }
+    }
 }
 
 fn comm_str(comm: &[u8]) -> &[u8] {
@@ -145,6 +175,8 @@ impl Pipeline {
             event_stores,
             object_store,
             m: PipelineMetrics::new(metrics),
+            tls_probes: HashMap::new(),
+            execs: Vec::new(),
         }
     }
 
@@ -163,6 +195,7 @@ impl Pipeline {
             Record::Exec { pid, uid, filename, comm, .. } => {
                 self.count_record("exec");
                 self.processes.on_exec(pid, uid, filename, comm_str(&comm));
+                self.execs.push(pid);
             }
             Record::Fork { parent_pid, child_pid, .. } => {
                 self.count_record("fork");
@@ -171,6 +204,7 @@ impl Pipeline {
             Record::Exit { pid, .. } => {
                 self.count_record("exit");
                 self.processes.on_exit(pid);
+                self.tls_probes.remove(&pid);
             }
             Record::Open { ts_ns, pid, fd, sock, role, local, remote, uid, comm, .. } => {
                 self.count_record("open");
@@ -182,7 +216,7 @@ impl Pipeline {
                 }
                 self.open(sock, pid, fd, role, local, remote, Some(uid), comm_str(&comm), at);
             }
-            Record::Data { ts_ns, pid, fd, sock, dir, pos, bytes, .. } => {
+            Record::Data { ts_ns, pid, fd, sock, dir, pos, bytes, source, .. } => {
                 self.count_record("data");
                 let at = self.clock.wall(ts_ns);
                 if !self.conns.contains_key(&sock) {
@@ -191,7 +225,7 @@ impl Pipeline {
                     let unknown = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0);
                     self.open(sock, pid, fd, Role::Unknown, unknown, unknown, None, b"", at);
                 }
-                self.data(sock, dir, pos, bytes, at);
+                self.data(sock, dir, pos, bytes, source, at);
             }
             Record::Close { ts_ns, sock, bytes_sent, bytes_received, .. } => {
                 self.count_record("close");
@@ -239,6 +273,7 @@ impl Pipeline {
                 egress: StreamCursor::default(),
                 ingress: StreamCursor::default(),
                 l7: L7State::default(),
+                plain: None,
                 host: None,
                 reports: 0,
                 last_report: at,
@@ -251,7 +286,20 @@ impl Pipeline {
         BodyPolicy { keep: self.settings.keep_bodies(), cap: self.settings.body_cap }
     }
 
-    fn data(&mut self, sock: u64, dir: tapline_ebpf::Direction, pos: u64, bytes: &[u8], at: SystemTime) {
+    /// Processes that called exec since the last call (for TLS probe discovery).
+    pub fn take_execs(&mut self) -> Vec<u32> {
+        std::mem::take(&mut self.execs)
+    }
+
+    fn data(
+        &mut self,
+        sock: u64,
+        dir: tapline_ebpf::Direction,
+        pos: u64,
+        bytes: &[u8],
+        source: DataSource,
+        at: SystemTime,
+    ) {
         let policy = self.policy();
         let Some(conn) = self.conns.get_mut(&sock) else {
             return;
@@ -259,25 +307,25 @@ impl Pipeline {
         conn.last_activity = at;
         let mut out = L7Output::default();
         let role = conn.role;
-        match conn.cursor(dir).admit(pos, bytes) {
-            Admit::Duplicate => {
-                self.m.connections.discarded("duplicate_bytes", bytes.len() as u64);
-                return;
+        match source.probe_name() {
+            // Raw socket bytes: plaintext protocols, or (for TLS) the handshake reader.
+            None => {
+                let (cursor, l7) = conn.raw_stream(dir);
+                admit_and_feed(&self.m, cursor, l7, role, dir, pos, bytes, at, policy, &mut out);
             }
-            Admit::Contiguous(b) => conn.l7.on_data(role, dir, b, at, policy, &mut out),
-            Admit::AfterGap { missing, bytes: b } => {
-                self.m.gaps.inc();
-                self.m.gap_bytes.inc_by(missing);
-                conn.l7.on_gap(dir, missing, at, &mut out);
-                conn.l7.on_data(role, dir, b, at, policy, &mut out);
+            Some(probe) => {
+                if conn.plain.is_none() {
+                    // From now on the raw bytes of this socket are ciphertext.
+                    conn.l7.become_tls();
+                    self.tls_probes.entry(conn.pid).or_default().insert(probe);
+                }
+                let plain = conn.plain.get_or_insert_with(|| Box::new(Plaintext::new(probe)));
+                let (cursor, l7) = plain.stream(dir);
+                admit_and_feed(&self.m, cursor, l7, role, dir, pos, bytes, at, policy, &mut out);
             }
         }
-        self.http1_bytes(bytes.len());
+        self.m.http1.received(bytes.len() as u64);
         self.after_l7(sock, out, at);
-    }
-
-    fn http1_bytes(&self, n: usize) {
-        self.m.http1.received(n as u64);
     }
 
     /// Counts notices and captures finished transactions of connection `sock`.
@@ -341,7 +389,7 @@ impl Pipeline {
             endpoint_id: &endpoint_id,
             direction: conn.direction(),
             process: &conn.process,
-            scheme: "http",
+            scheme: if conn.is_tls() { "https" } else { "http" },
             protocol: "http1",
             server_side,
             fallback_authority: dst.to_string(),
@@ -383,6 +431,15 @@ impl Pipeline {
         }
     }
 
+    /// The TLS probe families that delivered plaintext for this connection's process.
+    fn probes_of(&self, conn: &Connection) -> Vec<String> {
+        let mut v: BTreeSet<&str> = self.tls_probes.get(&conn.pid).into_iter().flatten().copied().collect();
+        if let Some(p) = &conn.plain {
+            v.insert(p.probe);
+        }
+        v.into_iter().map(str::to_string).collect()
+    }
+
     /// Builds the `connection` event for `conn`.
     fn connection_event(&self, conn: &Connection, now: SystemTime, finalized: bool) -> model::Connection {
         let s = &self.settings;
@@ -394,7 +451,7 @@ impl Pipeline {
         if let Some(ip) = s.local_ip {
             tags.add("ip", &ip.to_string());
         }
-        tags.add("protocol", conn.l7.protocol().as_str());
+        tags.add("protocol", conn.app().protocol().as_str());
         tags.add("strategy", "observe");
         let p = &conn.process;
         let local = model::Endpoint {
@@ -413,6 +470,8 @@ impl Pipeline {
             meta: model::ConnectionMeta {
                 connection_id: conn.id.clone(),
                 endpoint_id: conn.endpoint_id(),
+                tls_probe_types_detected: self.probes_of(conn),
+                tls_probe_introspected: conn.plain.is_some(),
                 ..Default::default()
             },
             tags,
@@ -420,8 +479,8 @@ impl Pipeline {
             direction: conn.direction(),
             part: conn.reports,
             socket_protocol: "tcp".to_string(),
-            l7_protocol: conn.l7.protocol(),
-            tls_version: None,
+            l7_protocol: conn.app().protocol(),
+            tls_version: conn.l7.tls().and_then(|t| t.version()),
             system: model::System {
                 hostname: s.hostname.clone(),
                 agent: "tapline".to_string(),
@@ -472,6 +531,9 @@ impl Pipeline {
             }
         }
         conn.l7.on_close(at, &mut out);
+        if let Some(p) = &mut conn.plain {
+            p.l7.on_close(at, &mut out);
+        }
         self.m.connections.sent(1);
         let sock = conn.sock;
         // Re-insert briefly so the shared capture path can read it, then drop it for good.

@@ -21,6 +21,7 @@ use crate::pipeline::{Pipeline, Settings};
 use crate::process::{self, ProcessTable};
 use crate::server::{self, Status};
 use crate::stores::{self, Stores};
+use crate::tls_attach::OpensslAttacher;
 
 /// Why the agent stopped with an error. Each message is one clear sentence.
 #[derive(Debug, thiserror::Error)]
@@ -175,6 +176,14 @@ fn run_agent(common: &CommonArgs, args: &RunArgs) -> Result<(), RunError> {
         let ring = u32::try_from(args.ring_buffer_size.next_power_of_two()).unwrap_or(1 << 30);
         let mut probes = Probes::load(&ProbeConfig { self_pid: std::process::id(), ring_buffer_bytes: ring })?;
         let mut reader = probes.take_reader()?;
+        for family in &args.tls_probes.unsupported {
+            warn!(family = %family, "this TLS probe family is not implemented by tapline; ignored");
+        }
+        let mut openssl = args.tls_probes.openssl.then(|| {
+            let mut a = OpensslAttacher::new(&metrics, probes.openssl_available());
+            a.startup(&mut probes);
+            a
+        });
         let settings = Settings {
             level: eff.capture_level(),
             endpoint_levels: eff.endpoint_levels(),
@@ -201,6 +210,7 @@ fn run_agent(common: &CommonArgs, args: &RunArgs) -> Result<(), RunError> {
         let mut sigterm = signal(SignalKind::terminate()).map_err(io("installing the SIGTERM handler"))?;
         let mut sigint = signal(SignalKind::interrupt()).map_err(io("installing the SIGINT handler"))?;
         let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut ticks: u64 = 0;
         status.ready.store(true, Ordering::Release);
         info!(programs = probes.attached().len(), listen = %args.http_listen, "tapline is ready");
 
@@ -220,9 +230,20 @@ fn run_agent(common: &CommonArgs, args: &RunArgs) -> Result<(), RunError> {
                 r = reader.next_batch(&mut handle) => {
                     r.map_err(io("reading the kernel ring buffer"))?;
                     pipeline.borrow().flush();
+                    // New processes: hook their TLS libraries before they get far.
+                    let execs = pipeline.borrow_mut().take_execs();
+                    if let Some(a) = openssl.as_mut() {
+                        for pid in execs {
+                            a.on_exec(&mut probes, pid);
+                        }
+                    }
                 }
                 _ = tick.tick() => {
                     pipeline.borrow_mut().tick(SystemTime::now());
+                    ticks += 1;
+                    if ticks % 2 == 0 && let Some(a) = openssl.as_mut() {
+                        a.rescan(&mut probes);
+                    }
                     match probes.loss_counters() {
                         Ok(c) => loss.update(&c),
                         Err(e) => warn!(error = %e, "cannot read the kernel loss counters"),

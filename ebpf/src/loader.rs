@@ -2,7 +2,8 @@
 //! detaches everything (aya links are file descriptors).
 
 use aya::maps::{MapData, PerCpuArray, RingBuf};
-use aya::programs::{BtfTracePoint, TracePoint};
+use aya::programs::uprobe::UProbeScope;
+use aya::programs::{BtfTracePoint, TracePoint, UProbe};
 use aya::{Btf, Ebpf, EbpfLoader, include_bytes_aligned};
 use tracing::{debug, info};
 
@@ -41,6 +42,15 @@ const SYSCALL_PROGRAMS: &[(&str, &str)] = &[
 const BTF_PROGRAMS: &[(&str, &str)] =
     &[("tl_exec", "sched_process_exec"), ("tl_fork", "sched_process_fork"), ("tl_exit", "sched_process_exit")];
 
+/// OpenSSL entry probes: (program, function). Each function also gets the shared return probe.
+const OPENSSL_PROBES: &[(&str, &str)] = &[
+    ("tl_ssl_write", "SSL_write"),
+    ("tl_ssl_write_ex", "SSL_write_ex"),
+    ("tl_ssl_read", "SSL_read"),
+    ("tl_ssl_read_ex", "SSL_read_ex"),
+];
+const OPENSSL_RET: &str = "tl_ssl_ret";
+
 /// Stable names of the kernel's loss counters (index = `enum tl_loss` in record.h).
 pub const LOSS_REASONS: &[&str] = &[
     "ring_full_records",
@@ -49,6 +59,7 @@ pub const LOSS_REASONS: &[&str] = &[
     "truncated_bytes",
     "pending_full",
     "socket_table_full",
+    "tls_socket_unknown_bytes",
 ];
 
 /// How to load the probes.
@@ -118,11 +129,48 @@ impl LossCounters {
     }
 }
 
+/// Why a TLS library probe could not be attached to a file.
+#[derive(Debug, thiserror::Error)]
+pub enum AttachError {
+    /// The probe family did not load (it is unavailable for every file).
+    #[error("the {family} probes are unavailable: {reason}")]
+    Unavailable {
+        /// The family.
+        family: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// The file has no such function (not a TLS library, or a dynamic import only).
+    #[error("{function} not found in {path}: {source}")]
+    NoFunction {
+        /// The function.
+        function: &'static str,
+        /// The file.
+        path: String,
+        /// aya's reason.
+        source: aya::programs::ProgramError,
+    },
+}
+
 /// The loaded and attached kernel programs. Dropping it detaches them all.
 pub struct Probes {
     ebpf: Ebpf,
     attached: Vec<String>,
     loss: PerCpuArray<MapData, u64>,
+    /// Why the OpenSSL programs could not be loaded, if they could not.
+    openssl_unavailable: Option<String>,
+}
+
+/// Loads (without attaching) the OpenSSL uprobe programs.
+fn load_uprobes(ebpf: &mut Ebpf) -> Result<(), String> {
+    for program in OPENSSL_PROBES.iter().map(|(p, _)| *p).chain([OPENSSL_RET]) {
+        let p: &mut UProbe = program_mut(ebpf, program)
+            .map_err(|e| e.to_string())?
+            .try_into()
+            .map_err(|e: aya::programs::ProgramError| format!("{program}: {e}"))?;
+        p.load().map_err(|e| format!("{program}: {e}"))?;
+    }
+    Ok(())
 }
 
 fn program_mut<'a>(ebpf: &'a mut Ebpf, program: &'static str) -> Result<&'a mut aya::programs::Program, LoadError> {
@@ -188,12 +236,65 @@ impl Probes {
             p.attach().map_err(err)?;
             attached.push(format!("tp_btf/{target}"));
         }
+        // The OpenSSL family is optional: if it cannot load, the rest still runs.
+        let openssl_unavailable = load_uprobes(&mut ebpf).err();
+        if let Some(reason) = &openssl_unavailable {
+            tracing::warn!(family = "openssl", %reason, "TLS probes unavailable; TLS traffic is seen as ciphertext only");
+        }
         let loss_map =
             ebpf.take_map("LOSS").ok_or_else(|| LoadError::Map { name: "LOSS", reason: "missing".into() })?;
         let loss =
             PerCpuArray::try_from(loss_map).map_err(|e| LoadError::Map { name: "LOSS", reason: e.to_string() })?;
         info!(programs = attached.len(), ring_bytes = ring, "kernel programs attached");
-        Ok(Probes { ebpf, attached, loss })
+        Ok(Probes { ebpf, attached, loss, openssl_unavailable })
+    }
+
+    /// Whether the OpenSSL programs loaded (they can be attached to files).
+    pub fn openssl_available(&self) -> bool {
+        self.openssl_unavailable.is_none()
+    }
+
+    /// Attaches the OpenSSL probes to a shared library or executable (every process that
+    /// maps that file's inode is covered). Returns how many functions were hooked.
+    pub fn attach_openssl(&mut self, target: &std::path::Path) -> Result<usize, AttachError> {
+        if let Some(reason) = &self.openssl_unavailable {
+            return Err(AttachError::Unavailable { family: "openssl", reason: reason.clone() });
+        }
+        let unavailable = |e: String| AttachError::Unavailable { family: "openssl", reason: e };
+        let mut hooked = 0;
+        for &(program, function) in OPENSSL_PROBES {
+            let entry: &mut UProbe = self
+                .ebpf
+                .program_mut(program)
+                .ok_or_else(|| unavailable(format!("`{program}` missing")))?
+                .try_into()
+                .map_err(|e: aya::programs::ProgramError| unavailable(e.to_string()))?;
+            match entry.attach(function, target, UProbeScope::AllProcesses) {
+                Ok(_) => {}
+                // SSL_write/SSL_read are required; the _ex variants exist only in OpenSSL >= 1.1.1.
+                Err(source) if function.ends_with("_ex") => {
+                    debug!(function, target = %target.display(), error = %source, "optional function not hooked");
+                    continue;
+                }
+                Err(source) => {
+                    return Err(AttachError::NoFunction { function, path: target.display().to_string(), source });
+                }
+            }
+            let ret: &mut UProbe = self
+                .ebpf
+                .program_mut(OPENSSL_RET)
+                .ok_or_else(|| unavailable(format!("`{OPENSSL_RET}` missing")))?
+                .try_into()
+                .map_err(|e: aya::programs::ProgramError| unavailable(e.to_string()))?;
+            ret.attach(function, target, UProbeScope::AllProcesses).map_err(|source| AttachError::NoFunction {
+                function,
+                path: target.display().to_string(),
+                source,
+            })?;
+            hooked += 1;
+        }
+        self.attached.push(format!("uprobe/openssl:{}", target.display()));
+        Ok(hooked)
     }
 
     /// What is attached, e.g. `tracepoint/syscalls/sys_enter_write`.

@@ -28,8 +28,26 @@ pub enum Role {
 pub enum DataSource {
     /// The socket syscalls (plaintext, or TLS ciphertext).
     Syscall,
-    /// A TLS library's plaintext (uprobes).
-    Tls,
+    /// OpenSSL's plaintext (uprobes on SSL_read/SSL_write).
+    OpenSsl,
+    /// Go crypto/tls plaintext (uprobes on (*Conn).Read/Write).
+    GoTls,
+}
+
+impl DataSource {
+    /// Whether the bytes are TLS plaintext from a library probe.
+    pub fn is_tls(self) -> bool {
+        self != DataSource::Syscall
+    }
+
+    /// The probe family name reported in `meta.tlsProbeTypesDetected`.
+    pub fn probe_name(self) -> Option<&'static str> {
+        match self {
+            DataSource::Syscall => None,
+            DataSource::OpenSsl => Some("openssl"),
+            DataSource::GoTls => Some("gotls"),
+        }
+    }
 }
 
 /// A decoded ring-buffer record. Byte slices borrow the ring buffer.
@@ -151,6 +169,14 @@ pub enum DecodeError {
     /// Unknown kind.
     #[error("unknown record kind {0}")]
     UnknownKind(u32),
+    /// A field holds a value this version does not know.
+    #[error("record field {field} has unknown value {value}")]
+    Field {
+        /// The field.
+        field: &'static str,
+        /// Its value.
+        value: u32,
+    },
 }
 
 impl Record<'_> {
@@ -294,7 +320,12 @@ impl<'a> Record<'a> {
                     sock: f.u64(HDR),
                     pos: f.u64(HDR + 8),
                     dir: if raw[HDR + 20] == 0 { Direction::Egress } else { Direction::Ingress },
-                    source: if raw[HDR + 21] == 0 { DataSource::Syscall } else { DataSource::Tls },
+                    source: match raw[HDR + 21] {
+                        0 => DataSource::Syscall,
+                        1 => DataSource::OpenSsl,
+                        2 => DataSource::GoTls,
+                        other => return Err(DecodeError::Field { field: "source", value: other.into() }),
+                    },
                     bytes,
                 }
             }

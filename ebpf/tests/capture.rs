@@ -203,7 +203,7 @@ fn probe_roles_addresses_bytes_and_close_over_every_syscall_family() {
         "file writes are not captured"
     );
     let loss = probes.loss_counters().expect("loss");
-    assert_eq!(loss.by_reason.len(), 6);
+    assert_eq!(loss.by_reason.len(), 7);
 }
 
 #[test]

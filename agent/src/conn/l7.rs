@@ -7,6 +7,7 @@ use tapline_ebpf::{Direction, Role};
 use tapline_output::model::L7Protocol;
 
 use crate::proto::http1::{self, Detection, Parser, Side};
+use crate::proto::tls::{self, ClientHello, Hello, Parse, ServerHello};
 use crate::txn::{Assembler, BodyPolicy, Notice, Transaction};
 
 /// Bytes kept per direction while the protocol is still undecided.
@@ -43,6 +44,8 @@ pub enum L7State {
     },
     /// HTTP/1.x.
     Http1(Box<Http1Conn>),
+    /// TLS records: the handshake is read for its metadata; the rest is ciphertext.
+    Tls(Box<TlsHandshake>),
     /// Not a protocol tapline parses: only bytes are counted.
     Other,
 }
@@ -60,13 +63,100 @@ fn opposite(d: Direction) -> Direction {
     }
 }
 
+/// The TLS handshake of a connection, read from its raw (encrypted) bytes.
+#[derive(Default)]
+pub struct TlsHandshake {
+    egress: HelloBuf,
+    ingress: HelloBuf,
+    /// The ClientHello, once parsed.
+    pub client: Option<ClientHello>,
+    /// The ServerHello, once parsed.
+    pub server: Option<ServerHello>,
+}
+
+/// The first bytes of one direction, kept until its hello parses (or cannot).
+enum HelloBuf {
+    Collecting(Vec<u8>),
+    Done,
+}
+
+impl Default for HelloBuf {
+    fn default() -> Self {
+        HelloBuf::Collecting(Vec::new())
+    }
+}
+
+/// A hello larger than this is not followed (real ones are a few hundred bytes to ~2 KiB).
+const HELLO_LIMIT: usize = 16 * 1024 + 5;
+
+impl TlsHandshake {
+    fn buf(&mut self, dir: Direction) -> &mut HelloBuf {
+        match dir {
+            Direction::Egress => &mut self.egress,
+            Direction::Ingress => &mut self.ingress,
+        }
+    }
+
+    /// Feeds raw bytes of one direction.
+    pub fn feed(&mut self, dir: Direction, bytes: &[u8]) {
+        let HelloBuf::Collecting(b) = self.buf(dir) else { return };
+        let room = HELLO_LIMIT.saturating_sub(b.len());
+        b.extend_from_slice(&bytes[..room.min(bytes.len())]);
+        let verdict = tls::parse_hello(b);
+        let full = b.len() >= HELLO_LIMIT;
+        match verdict {
+            Parse::NeedMore if !full => return,
+            Parse::Done(Hello::Client(c)) => self.client = Some(c),
+            Parse::Done(Hello::Server(s)) => self.server = Some(s),
+            Parse::NeedMore | Parse::NotTls => {}
+        }
+        *self.buf(dir) = HelloBuf::Done;
+    }
+
+    /// Bytes of `dir` were lost: its hello can no longer be read.
+    fn gap(&mut self, dir: Direction) {
+        *self.buf(dir) = HelloBuf::Done;
+    }
+
+    /// The negotiated version (771 = TLS 1.2, 772 = TLS 1.3), once the ServerHello was seen.
+    pub fn version(&self) -> Option<u16> {
+        self.server.as_ref().map(|s| s.version)
+    }
+
+    /// The server name the client asked for.
+    pub fn sni(&self) -> Option<&str> {
+        self.client.as_ref().and_then(|c| c.sni.as_deref())
+    }
+
+    /// Bytes held while waiting for hellos.
+    fn buffered_bytes(&self) -> usize {
+        [&self.egress, &self.ingress]
+            .iter()
+            .map(|b| match b {
+                HelloBuf::Collecting(v) => v.len(),
+                HelloBuf::Done => 0,
+            })
+            .sum()
+    }
+}
+
 enum Decision {
     Wait,
     Http1 { requests: Direction },
+    Tls,
     Other,
 }
 
 fn decide(role: Role, egress: &[u8], ingress: &[u8]) -> Decision {
+    // TLS first: its records cannot be mistaken for HTTP/1 text, and either side may speak first.
+    let (te, ti) = (tls::looks_like_tls_record(egress), tls::looks_like_tls_record(ingress));
+    if te == Some(true) || ti == Some(true) {
+        return Decision::Tls;
+    }
+    // A lone `0x16` or `0x16 0x03`: wait for the next byte before calling it anything else.
+    if (!egress.is_empty() && te.is_none()) || (!ingress.is_empty() && ti.is_none()) {
+        return Decision::Wait;
+    }
     let verdict = |b: &[u8]| {
         if b.is_empty() { None } else { Some(http1::detect(b)) }
     };
@@ -113,6 +203,41 @@ impl L7State {
         }
     }
 
+    /// The TLS handshake, for a TLS connection.
+    pub fn tls(&self) -> Option<&TlsHandshake> {
+        match self {
+            L7State::Tls(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// Whether detection has not decided yet.
+    pub fn is_detecting(&self) -> bool {
+        matches!(self, L7State::Detecting { .. })
+    }
+
+    /// Turns this raw-stream state into a TLS handshake reader: a TLS library probe saw
+    /// plaintext for this socket, so its raw bytes are ciphertext whatever they looked like.
+    /// Bytes buffered for detection are replayed into the hello parsers.
+    pub fn become_tls(&mut self) {
+        if matches!(self, L7State::Tls(_)) {
+            return;
+        }
+        let mut t = Box::<TlsHandshake>::default();
+        if let L7State::Detecting { egress, ingress } = self {
+            for (d, b) in [(Direction::Egress, &*egress), (Direction::Ingress, &*ingress)] {
+                if b.is_empty() {
+                    continue;
+                }
+                t.feed(d, b);
+            }
+        } else {
+            t.gap(Direction::Egress);
+            t.gap(Direction::Ingress);
+        }
+        *self = L7State::Tls(t);
+    }
+
     /// The kernel direction that carries requests, once known.
     pub fn requests_flow(&self) -> Option<Direction> {
         match self {
@@ -126,6 +251,7 @@ impl L7State {
         match self {
             L7State::Detecting { egress, ingress } => egress.len() + ingress.len(),
             L7State::Http1(h) => h.parser.buffered_bytes(),
+            L7State::Tls(t) => t.buffered_bytes(),
             L7State::Other => 0,
         }
     }
@@ -143,6 +269,7 @@ impl L7State {
         match self {
             L7State::Other => {}
             L7State::Http1(h) => h.feed(dir, bytes, at, out),
+            L7State::Tls(t) => t.feed(dir, bytes),
             L7State::Detecting { egress, ingress } => {
                 let buf = match dir {
                     Direction::Egress => &mut *egress,
@@ -152,6 +279,7 @@ impl L7State {
                 buf.extend_from_slice(&bytes[..room.min(bytes.len())]);
                 let overflow = room < bytes.len();
                 match decide(role, egress, ingress) {
+                    Decision::Tls => self.become_tls(),
                     Decision::Wait if !overflow => {}
                     Decision::Wait | Decision::Other => *self = L7State::Other,
                     Decision::Http1 { requests } => {
@@ -198,6 +326,7 @@ impl L7State {
                 Direction::Egress => egress.clear(),
                 Direction::Ingress => ingress.clear(),
             },
+            L7State::Tls(t) => t.gap(dir),
             L7State::Other => {}
         }
     }
@@ -304,7 +433,8 @@ mod tests {
             policy(),
             &mut out,
         );
-        assert!(matches!(s, L7State::Other));
+        assert!(matches!(s, L7State::Tls(_)), "TLS records are read for their handshake");
+        assert_eq!(s.protocol(), L7Protocol::Other);
         let mut s = L7State::default();
         s.on_data(Role::Client, Direction::Ingress, b"220 smtp ready\r\n", now, policy(), &mut out);
         assert!(matches!(s, L7State::Other));
@@ -348,5 +478,66 @@ mod tests {
             s.on_data(Role::Client, Direction::Egress, &[b'a'; 1000], now, policy(), &mut out);
             assert!(s.buffered_bytes() <= DETECT_LIMIT + 64 * 1024);
         }
+    }
+
+    const CH13: &[u8] = include_bytes!("../proto/tls/fixtures/client_hello_tls13.bin");
+    const SH13: &[u8] = include_bytes!("../proto/tls/fixtures/server_flight_tls13.bin");
+
+    #[test]
+    fn tls_handshake_read_from_raw_bytes_split_anywhere() {
+        let now = SystemTime::now();
+        for split in [1, 2, 3, 5, 6, 100, CH13.len() - 1] {
+            let mut out = L7Output::default();
+            let mut s = L7State::default();
+            s.on_data(Role::Client, Direction::Egress, &CH13[..split], now, policy(), &mut out);
+            s.on_data(Role::Client, Direction::Egress, &CH13[split..], now, policy(), &mut out);
+            // A server reads the 5-byte record header first, then the body.
+            s.on_data(Role::Client, Direction::Ingress, &SH13[..5], now, policy(), &mut out);
+            s.on_data(Role::Client, Direction::Ingress, &SH13[5..], now, policy(), &mut out);
+            s.on_data(Role::Client, Direction::Egress, b"\x17\x03\x03\x00\x10GET / HTTP/1.1\r\n", now, policy(), &mut out);
+            let t = s.tls().expect("TLS state");
+            assert_eq!(t.sni(), Some("example.com"), "split at {split}");
+            assert_eq!(t.version(), Some(772));
+            assert_eq!(s.protocol(), L7Protocol::Other);
+            assert!(out.transactions.is_empty(), "ciphertext is never parsed as HTTP");
+            assert_eq!(s.buffered_bytes(), 0, "nothing kept once both hellos are read");
+        }
+    }
+
+    #[test]
+    fn tls_seen_after_its_handshake_is_tls_without_metadata() {
+        let now = SystemTime::now();
+        let mut out = L7Output::default();
+        let mut s = L7State::default();
+        s.on_data(Role::Unknown, Direction::Ingress, b"\x17\x03\x03\x00\x20abcdef", now, policy(), &mut out);
+        let t = s.tls().expect("application-data records are TLS");
+        assert_eq!((t.sni(), t.version()), (None, None));
+    }
+
+    #[test]
+    fn plaintext_probe_turns_undecided_raw_stream_into_tls() {
+        let now = SystemTime::now();
+        let mut out = L7Output::default();
+        let mut s = L7State::default();
+        s.on_data(Role::Client, Direction::Egress, &CH13[..1], now, policy(), &mut out);
+        assert!(s.is_detecting());
+        s.become_tls();
+        s.on_data(Role::Client, Direction::Egress, &CH13[1..], now, policy(), &mut out);
+        assert_eq!(s.tls().and_then(|t| t.sni()), Some("example.com"), "buffered bytes were replayed");
+        let mut s = L7State::default();
+        s.on_data(Role::Client, Direction::Egress, b"GET / HTTP/1.1\r\n\r\n", now, policy(), &mut out);
+        s.become_tls();
+        assert!(s.tls().is_some_and(|t| t.sni().is_none()));
+    }
+
+    #[test]
+    fn garbage_after_a_tls_prefix_never_hangs_in_detection() {
+        let now = SystemTime::now();
+        let mut out = L7Output::default();
+        let mut s = L7State::default();
+        s.on_data(Role::Client, Direction::Egress, b"\x16", now, policy(), &mut out);
+        assert!(s.is_detecting(), "one byte is not enough to decide");
+        s.on_data(Role::Client, Direction::Egress, b"\x99rest", now, policy(), &mut out);
+        assert!(matches!(s, L7State::Other));
     }
 }

@@ -40,8 +40,10 @@ pub struct Connection {
     pub egress: StreamCursor,
     /// Bytes read by the process.
     pub ingress: StreamCursor,
-    /// Protocol detection and parsing state.
+    /// Protocol state of the raw socket bytes (for TLS: the handshake reader).
     pub l7: L7State,
+    /// The plaintext a TLS library probe saw on this socket, once it saw any.
+    pub plain: Option<Box<Plaintext>>,
     /// The HTTP authority (Host header, without port) once seen.
     pub host: Option<String>,
     /// Number of `connection` reports already emitted.
@@ -52,7 +54,53 @@ pub struct Connection {
     pub reported: bool,
 }
 
+/// TLS plaintext of a connection, as a library probe saw it: its own byte positions and its
+/// own protocol state (the raw bytes of the socket are ciphertext).
+pub struct Plaintext {
+    /// The probe family, e.g. `openssl` (reported in `meta.tlsProbeTypesDetected`).
+    pub probe: &'static str,
+    /// Plaintext written by the process.
+    pub egress: StreamCursor,
+    /// Plaintext read by the process.
+    pub ingress: StreamCursor,
+    /// Protocol detection and parsing of the plaintext.
+    pub l7: L7State,
+}
+
+impl Plaintext {
+    /// Plaintext seen by `probe`, nothing parsed yet.
+    pub fn new(probe: &'static str) -> Self {
+        Self { probe, egress: StreamCursor::default(), ingress: StreamCursor::default(), l7: L7State::default() }
+    }
+
+    /// The cursor of a kernel direction and the plaintext's protocol state.
+    pub fn stream(&mut self, dir: KernelDirection) -> (&mut StreamCursor, &mut L7State) {
+        match dir {
+            KernelDirection::Egress => (&mut self.egress, &mut self.l7),
+            KernelDirection::Ingress => (&mut self.ingress, &mut self.l7),
+        }
+    }
+}
+
 impl Connection {
+    /// The raw-bytes cursor of a kernel direction and the raw protocol state.
+    pub fn raw_stream(&mut self, dir: KernelDirection) -> (&mut StreamCursor, &mut L7State) {
+        match dir {
+            KernelDirection::Egress => (&mut self.egress, &mut self.l7),
+            KernelDirection::Ingress => (&mut self.ingress, &mut self.l7),
+        }
+    }
+
+    /// The application protocol state: the plaintext's for a decrypted TLS connection, else the raw bytes'.
+    pub fn app(&self) -> &L7State {
+        self.plain.as_ref().map_or(&self.l7, |p| &p.l7)
+    }
+
+    /// Whether the connection carries TLS (handshake or records seen, or a probe saw plaintext).
+    pub fn is_tls(&self) -> bool {
+        self.plain.is_some() || self.l7.tls().is_some()
+    }
+
     /// The cursor of a kernel direction.
     pub fn cursor(&mut self, dir: KernelDirection) -> &mut StreamCursor {
         match dir {
@@ -67,7 +115,7 @@ impl Connection {
         match self.role {
             Role::Server => true,
             Role::Client => false,
-            Role::Unknown => self.l7.requests_flow() == Some(KernelDirection::Ingress),
+            Role::Unknown => self.app().requests_flow() == Some(KernelDirection::Ingress),
         }
     }
 
@@ -76,8 +124,12 @@ impl Connection {
         Direction::classify(self.remote.ip(), self.is_server_side())
     }
 
-    /// The endpoint id: the HTTP host when one was seen, else the destination IP.
+    /// The endpoint id: the TLS server name (SNI) when sent, else the HTTP host when one was
+    /// seen, else the destination IP.
     pub fn endpoint_id(&self) -> String {
+        if let Some(sni) = self.l7.tls().and_then(|t| t.sni()) {
+            return sni.to_string();
+        }
         if let Some(h) = &self.host {
             return h.clone();
         }

@@ -18,7 +18,8 @@ enum tl_kind {
 
 enum tl_dir { TL_EGRESS = 0, TL_INGRESS = 1 };
 enum tl_role { TL_ROLE_UNKNOWN = 0, TL_ROLE_CLIENT = 1, TL_ROLE_SERVER = 2 };
-enum tl_source { TL_SRC_SYSCALL = 0, TL_SRC_TLS = 1 };
+/* Who produced a DATA record. TLS plaintext has its own byte positions (pos[2..4]). */
+enum tl_source { TL_SRC_SYSCALL = 0, TL_SRC_OPENSSL = 1, TL_SRC_GOTLS = 2 };
 
 /* Per-CPU loss counters (index into the LOSS map). */
 enum tl_loss {
@@ -28,6 +29,7 @@ enum tl_loss {
     TL_LOSS_TRUNCATED_BYTES = 3,   /* payload bytes past the per-call chunk budget */
     TL_LOSS_PENDING_FULL = 4,      /* a syscall could not be tracked: pending map full */
     TL_LOSS_TABLE_FULL = 5,        /* a socket could not be tracked: socket table full */
+    TL_LOSS_TLS_NO_SOCKET = 6,     /* TLS plaintext bytes whose socket was never seen */
     TL_LOSS_MAX = 8,
 };
 

@@ -53,7 +53,7 @@ struct {
 
 /* socket id -> byte positions per direction */
 struct sock_state {
-    __u64 pos[2];
+    __u64 pos[4]; /* [source * 2 + dir]: syscall egress/ingress, TLS plaintext egress/ingress */
     __u32 role;
     __u32 pad;
 };
@@ -75,7 +75,7 @@ struct pending {
     __s32 fd;
     __u32 kind;
     __u32 dir;
-    __u32 pad;
+    __u32 source; /* TL_SRC_SYSCALL or TL_SRC_TLS */
 };
 
 struct {
@@ -254,7 +254,7 @@ struct copy_ctx {
     __s32 fd;
     __u32 dir;
     __u32 kind;
-    __u32 pad;
+    __u32 source;
 };
 
 /* The loop state lives in a per-CPU map, not on the stack: the verifier then treats it as
@@ -298,7 +298,7 @@ static long copy_chunk(__u64 index, void *arg)
     s->rec.sock = c->sock;
     s->rec.pos = c->pos;
     s->rec.dir = c->dir;
-    s->rec.source = TL_SRC_SYSCALL;
+    s->rec.source = c->source;
     s->rec.pad = 0;
     __u32 len = n & (TL_CHUNK * 2 - 1);
     if (len > TL_CHUNK)
@@ -327,8 +327,10 @@ static __always_inline void emit_data(__u64 id, struct pending *p, __u64 total)
     if (!st)
         return;
     __u32 dir = p->dir & 1;
+    __u32 source = p->source;
+    __u32 slot = (source == TL_SRC_SYSCALL ? 0 : 2) + dir;
     /* Reserve the byte range: concurrent threads get disjoint, ordered positions. */
-    __u64 base = __sync_fetch_and_add(&st->pos[dir], total);
+    __u64 base = __sync_fetch_and_add(&st->pos[slot & 3], total);
     __u32 zero = 0;
     struct copy_ctx *c = bpf_map_lookup_elem(&COPY_STATE, &zero);
     if (!c)
@@ -343,11 +345,60 @@ static __always_inline void emit_data(__u64 id, struct pending *p, __u64 total)
     c->fd = p->fd;
     c->dir = dir;
     c->kind = p->kind;
+    c->source = source;
     c->cur_base = p->kind == BUF_PLAIN ? p->buf : 0;
     c->cur_left = p->kind == BUF_PLAIN ? total : 0;
     bpf_loop(MAX_CHUNKS + MAX_IOV, copy_chunk, 0, 0);
     if (c->left)
         lose(TL_LOSS_TRUNCATED_BYTES, c->left);
+}
+
+/* ---------------- OpenSSL (uprobes) ---------------- */
+
+/* An SSL_read/SSL_write call in flight on a thread. */
+struct ssl_call {
+    __u64 ssl;
+    __u64 buf;
+    __u64 count_ptr; /* size_t * of the _ex variants, else 0 */
+    __u32 dir;
+    __u32 ex;
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 16384);
+    __type(key, __u64);
+    __type(value, struct ssl_call);
+} SSL_CALLS SEC(".maps");
+
+struct ssl_key {
+    __u64 ssl;
+    __u32 tgid;
+    __u32 pad;
+};
+
+struct ssl_sock {
+    __u64 sock;
+    __s32 fd;
+    __u32 pad;
+};
+
+/* SSL object -> its socket, learned from the socket syscall an SSL call makes on its thread. */
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(max_entries, 65536);
+    __type(key, struct ssl_key);
+    __type(value, struct ssl_sock);
+} SSL_SOCKS SEC(".maps");
+
+static __always_inline void learn_ssl_socket(__u64 id, __u64 sock, int fd)
+{
+    struct ssl_call *c = bpf_map_lookup_elem(&SSL_CALLS, &id);
+    if (!c)
+        return;
+    struct ssl_key k = { .ssl = c->ssl, .tgid = id >> 32 };
+    struct ssl_sock v = { .sock = sock, .fd = fd };
+    bpf_map_update_elem(&SSL_SOCKS, &k, &v, BPF_ANY);
 }
 
 static __always_inline int data_enter(int fd, __u64 buf, __u64 iovcnt, __u32 kind, __u32 dir)
@@ -358,6 +409,7 @@ static __always_inline int data_enter(int fd, __u64 buf, __u64 iovcnt, __u32 kin
     __u64 sock = sock_of_fd(id, fd);
     if (!sock)
         return 0;
+    learn_ssl_socket(id, sock, fd);
     struct pending p = { .sock = sock, .buf = buf, .iovcnt = iovcnt, .fd = fd, .kind = kind, .dir = dir };
     if (bpf_map_update_elem(&PENDING, &id, &p, BPF_ANY))
         lose(TL_LOSS_PENDING_FULL, 1);
@@ -375,6 +427,73 @@ static __always_inline int data_exit(long ret)
     if (ret <= 0)
         return 0;
     emit_data(id, &p, (__u64)ret);
+    return 0;
+}
+
+static __always_inline int ssl_enter(struct pt_regs *ctx, __u32 dir, int ex)
+{
+    __u64 id = bpf_get_current_pid_tgid();
+    if (ignored(id >> 32))
+        return 0;
+    struct ssl_call c = {
+        .ssl = PT_REGS_PARM1(ctx),
+        .buf = PT_REGS_PARM2(ctx),
+        .count_ptr = ex ? PT_REGS_PARM4(ctx) : 0,
+        .dir = dir,
+        .ex = ex,
+    };
+    /* OpenSSL does not nest these calls; ANY also replaces an entry whose return was never seen. */
+    bpf_map_update_elem(&SSL_CALLS, &id, &c, BPF_ANY);
+    return 0;
+}
+
+SEC("uprobe")
+int tl_ssl_write(struct pt_regs *ctx) { return ssl_enter(ctx, TL_EGRESS, 0); }
+SEC("uprobe")
+int tl_ssl_write_ex(struct pt_regs *ctx) { return ssl_enter(ctx, TL_EGRESS, 1); }
+SEC("uprobe")
+int tl_ssl_read(struct pt_regs *ctx) { return ssl_enter(ctx, TL_INGRESS, 0); }
+SEC("uprobe")
+int tl_ssl_read_ex(struct pt_regs *ctx) { return ssl_enter(ctx, TL_INGRESS, 1); }
+
+/* Return of any of the four: the plaintext is in the caller's buffer now. */
+SEC("uretprobe")
+int tl_ssl_ret(struct pt_regs *ctx)
+{
+    __u64 id = bpf_get_current_pid_tgid();
+    struct ssl_call *cp = bpf_map_lookup_elem(&SSL_CALLS, &id);
+    if (!cp)
+        return 0;
+    struct ssl_call c = *cp;
+    bpf_map_delete_elem(&SSL_CALLS, &id);
+    /* SSL_read/SSL_write return int (the _ex variants 1 or 0): the upper half of rax is garbage. */
+    int ret = (int)PT_REGS_RC(ctx);
+    __u64 n = 0;
+    if (c.ex) {
+        if (ret != 1 || !c.count_ptr || bpf_probe_read_user(&n, sizeof(n), (void *)c.count_ptr))
+            return 0;
+    } else {
+        if (ret <= 0)
+            return 0;
+        n = (__u64)ret;
+    }
+    if (n == 0)
+        return 0;
+    struct ssl_key k = { .ssl = c.ssl, .tgid = id >> 32 };
+    struct ssl_sock *ss = bpf_map_lookup_elem(&SSL_SOCKS, &k);
+    if (!ss) {
+        lose(TL_LOSS_TLS_NO_SOCKET, n);
+        return 0;
+    }
+    struct pending p = {
+        .sock = ss->sock,
+        .buf = c.buf,
+        .fd = ss->fd,
+        .kind = BUF_PLAIN,
+        .dir = c.dir,
+        .source = TL_SRC_OPENSSL,
+    };
+    emit_data(id, &p, n);
     return 0;
 }
 

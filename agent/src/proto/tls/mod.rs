@@ -56,6 +56,19 @@ pub fn looks_like_tls(b: &[u8]) -> Option<bool> {
     }
 }
 
+/// Whether bytes start like any TLS record: handshake, alert, change_cipher_spec or
+/// application data (types 20–23) with version major 3, minor 0–4. Catches connections seen
+/// after their handshake (the agent started later) as well as new ones. `None`: too short.
+pub fn looks_like_tls_record(b: &[u8]) -> Option<bool> {
+    let record_type = |t: &u8| (0x14..=0x17).contains(t);
+    match b {
+        [] => None,
+        [t] | [t, 0x03] if record_type(t) => None,
+        [t, 0x03, minor, ..] => Some(record_type(t) && *minor <= 4),
+        _ => Some(false),
+    }
+}
+
 struct Reader<'a>(&'a [u8]);
 
 impl<'a> Reader<'a> {
