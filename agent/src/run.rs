@@ -21,7 +21,7 @@ use crate::pipeline::{Pipeline, Settings};
 use crate::process::{self, ProcessTable};
 use crate::server::{self, Status};
 use crate::stores::{self, Stores};
-use crate::tls_attach::OpensslAttacher;
+use crate::tls_attach::{OpensslAttacher, ProbeAvailability};
 
 /// Why the agent stopped with an error. Each message is one clear sentence.
 #[derive(Debug, thiserror::Error)]
@@ -179,8 +179,9 @@ fn run_agent(common: &CommonArgs, args: &RunArgs) -> Result<(), RunError> {
         for family in &args.tls_probes.unsupported {
             warn!(family = %family, "this TLS probe family is not implemented by tapline; ignored");
         }
+        let availability = ProbeAvailability::new(&metrics);
         let mut openssl = args.tls_probes.openssl.then(|| {
-            let mut a = OpensslAttacher::new(&metrics, probes.openssl_available());
+            let mut a = OpensslAttacher::new(&metrics, availability.clone(), probes.openssl_available());
             a.startup(&mut probes);
             a
         });

@@ -140,9 +140,9 @@ pub enum AttachError {
         /// Why.
         reason: String,
     },
-    /// The file has no such function (not a TLS library, or a dynamic import only).
-    #[error("{function} not found in {path}: {source}")]
-    NoFunction {
+    /// The kernel refused the probe (the file vanished, or is not mappable code).
+    #[error("cannot attach to {function} in {path}: {source}")]
+    Attach {
         /// The function.
         function: &'static str,
         /// The file.
@@ -159,6 +159,15 @@ pub struct Probes {
     loss: PerCpuArray<MapData, u64>,
     /// Why the OpenSSL programs could not be loaded, if they could not.
     openssl_unavailable: Option<String>,
+}
+
+/// A loaded uprobe program of a TLS family, by name.
+fn uprobe_mut<'a>(ebpf: &'a mut Ebpf, family: &'static str, program: &str) -> Result<&'a mut UProbe, AttachError> {
+    let unavailable = |reason: String| AttachError::Unavailable { family, reason };
+    ebpf.program_mut(program)
+        .ok_or_else(|| unavailable(format!("`{program}` missing")))?
+        .try_into()
+        .map_err(|e: aya::programs::ProgramError| unavailable(e.to_string()))
 }
 
 /// Loads (without attaching) the OpenSSL uprobe programs.
@@ -254,43 +263,30 @@ impl Probes {
         self.openssl_unavailable.is_none()
     }
 
-    /// Attaches the OpenSSL probes to a shared library or executable (every process that
-    /// maps that file's inode is covered). Returns how many functions were hooked.
-    pub fn attach_openssl(&mut self, target: &std::path::Path) -> Result<usize, AttachError> {
+    /// The functions the OpenSSL family hooks, and whether each is required (SSL_write and
+    /// SSL_read are; the `_ex` variants exist only since OpenSSL 1.1.1).
+    pub const OPENSSL_FUNCTIONS: &'static [(&'static str, bool)] =
+        &[("SSL_write", true), ("SSL_write_ex", false), ("SSL_read", true), ("SSL_read_ex", false)];
+
+    /// Attaches the OpenSSL probes to a shared library or executable at the given file offsets
+    /// of its functions (every process that maps that file's inode is covered). `functions`
+    /// pairs names from [`Probes::OPENSSL_FUNCTIONS`] with file offsets. Returns how many
+    /// functions were hooked.
+    pub fn attach_openssl(&mut self, target: &std::path::Path, functions: &[(&str, u64)]) -> Result<usize, AttachError> {
         if let Some(reason) = &self.openssl_unavailable {
             return Err(AttachError::Unavailable { family: "openssl", reason: reason.clone() });
         }
-        let unavailable = |e: String| AttachError::Unavailable { family: "openssl", reason: e };
         let mut hooked = 0;
         for &(program, function) in OPENSSL_PROBES {
-            let entry: &mut UProbe = self
-                .ebpf
-                .program_mut(program)
-                .ok_or_else(|| unavailable(format!("`{program}` missing")))?
-                .try_into()
-                .map_err(|e: aya::programs::ProgramError| unavailable(e.to_string()))?;
-            match entry.attach(function, target, UProbeScope::AllProcesses) {
-                Ok(_) => {}
-                // SSL_write/SSL_read are required; the _ex variants exist only in OpenSSL >= 1.1.1.
-                Err(source) if function.ends_with("_ex") => {
-                    debug!(function, target = %target.display(), error = %source, "optional function not hooked");
-                    continue;
-                }
-                Err(source) => {
-                    return Err(AttachError::NoFunction { function, path: target.display().to_string(), source });
-                }
+            let Some(&(_, offset)) = functions.iter().find(|(f, _)| *f == function) else { continue };
+            for prog in [program, OPENSSL_RET] {
+                let p = uprobe_mut(&mut self.ebpf, "openssl", prog)?;
+                p.attach(offset, target, UProbeScope::AllProcesses).map_err(|source| AttachError::Attach {
+                    function,
+                    path: target.display().to_string(),
+                    source,
+                })?;
             }
-            let ret: &mut UProbe = self
-                .ebpf
-                .program_mut(OPENSSL_RET)
-                .ok_or_else(|| unavailable(format!("`{OPENSSL_RET}` missing")))?
-                .try_into()
-                .map_err(|e: aya::programs::ProgramError| unavailable(e.to_string()))?;
-            ret.attach(function, target, UProbeScope::AllProcesses).map_err(|source| AttachError::NoFunction {
-                function,
-                path: target.display().to_string(),
-                source,
-            })?;
             hooked += 1;
         }
         self.attached.push(format!("uprobe/openssl:{}", target.display()));

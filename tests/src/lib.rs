@@ -310,6 +310,66 @@ pub fn start_http_server(host: &str) -> Result<(Proc, u16)> {
     Ok((Proc { child }, port))
 }
 
+/// The test HTTPS server: the same server behind TLS with a fresh self-signed certificate for
+/// `tapline.test`, `localhost` and 127.0.0.1. `tls_max` caps the version ("1.2").
+pub fn start_https_server(host: &str, tls_max: Option<&str>) -> Result<(Proc, u16, TestCert)> {
+    let cert = TestCert::new()?;
+    let mut cmd = Command::new("python3");
+    cmd.arg(fixture("http_server.py")).arg(host).arg(&cert.cert).arg(&cert.key);
+    if let Some(v) = tls_max {
+        cmd.arg(v);
+    }
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn()?;
+    let mut out = BufReader::new(child.stdout.take().context("stdout")?);
+    let mut line = String::new();
+    out.read_line(&mut line)?;
+    let port = line.trim().parse().with_context(|| format!("server printed {line:?}"))?;
+    Ok((Proc { child }, port, cert))
+}
+
+/// A self-signed certificate and key in a temporary directory.
+pub struct TestCert {
+    /// The directory (removed on drop).
+    pub dir: tempfile::TempDir,
+    /// PEM certificate.
+    pub cert: PathBuf,
+    /// PEM key.
+    pub key: PathBuf,
+}
+
+impl TestCert {
+    /// Makes one with openssl (CN tapline.test; SANs tapline.test, localhost, 127.0.0.1, ::1).
+    pub fn new() -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        run(Command::new("openssl").args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30"]).args([
+            "-subj",
+            "/CN=tapline.test",
+            "-addext",
+            "subjectAltName=DNS:tapline.test,DNS:localhost,IP:127.0.0.1,IP:::1",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert))?;
+        Ok(Self { dir, cert, key })
+    }
+}
+
+/// The one element of `v`, failing with the list when there are none or several.
+pub fn one<'a>(v: Vec<&'a Value>, what: &str) -> &'a Value {
+    assert_eq!(v.len(), 1, "expected exactly one {what}, got {}: {v:#?}", v.len());
+    v[0]
+}
+
+/// The object an artifact_record points at, fetched with `tapline fetch` and checked against its digest.
+pub fn fetch_object(agent: &Agent, record: &Value) -> Value {
+    let digest = record["digest"].as_str().expect("digest");
+    let bytes = agent.fetch(digest).expect("fetch");
+    assert_eq!(sha1_hex(&bytes), digest, "fetch returns the exact bytes whose SHA-1 is the digest");
+    serde_json::from_slice(&bytes).expect("object is JSON")
+}
+
 /// The `item` of every envelope of event kind `kind`.
 pub fn items<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
     events.iter().filter(|e| e["event"] == kind).map(|e| &e["item"]).collect()

@@ -29,17 +29,6 @@ tap:
     stack: capture_all
 "#;
 
-fn one<'a>(v: Vec<&'a Value>, what: &str) -> &'a Value {
-    assert_eq!(v.len(), 1, "expected exactly one {what}, got {}: {v:#?}", v.len());
-    v[0]
-}
-
-fn fetch_object(agent: &Agent, record: &Value) -> Value {
-    let digest = record["digest"].as_str().expect("digest");
-    let bytes = agent.fetch(digest).expect("fetch");
-    assert_eq!(sha1_hex(&bytes), digest, "fetch returns the exact bytes whose SHA-1 is the digest");
-    serde_json::from_slice(&bytes).expect("object is JSON")
-}
 
 #[test]
 fn curl_egress_and_server_ingress_every_field() {

@@ -282,11 +282,7 @@ impl<'data> Image<'data> {
 }
 
 /// The Go version from the build info, or `None` when there is no build info (not Go).
-fn go_version(
-    data: &[u8],
-    file: &object::File<'_>,
-    image: &Image<'_>,
-) -> Result<Option<GoVersion>, GoBinaryError> {
+fn go_version(data: &[u8], file: &object::File<'_>, image: &Image<'_>) -> Result<Option<GoVersion>, GoBinaryError> {
     let Some(blob) = find_buildinfo(data, file)? else {
         return Ok(None);
     };
@@ -316,10 +312,7 @@ fn find_buildinfo<'data>(data: &'data [u8], file: &object::File<'data>) -> Resul
 
 /// Extracts the version string from a build info blob (starting at the magic); `read`
 /// resolves virtual addresses for the pre-1.18 pointer format.
-fn parse_buildinfo<'a>(
-    blob: &'a [u8],
-    read: impl Fn(u64, u64) -> Option<&'a [u8]>,
-) -> Result<String, GoBinaryError> {
+fn parse_buildinfo<'a>(blob: &'a [u8], read: impl Fn(u64, u64) -> Option<&'a [u8]>) -> Result<String, GoBinaryError> {
     let header = blob.get(..BUILDINFO_HEADER_LEN).ok_or(GoBinaryError::BuildInfo("truncated header"))?;
     let ptr_size = usize::from(header[14]);
     let flags = header[15];
@@ -575,7 +568,8 @@ impl<'a> Pclntab<'a> {
             .ok()
             .and_then(|name_off| name_off.checked_add(self.funcnametab))
             .ok_or(GoBinaryError::Pclntab("function name offset is out of range"))?;
-        let stored = self.data.get(name_start..).ok_or(GoBinaryError::Pclntab("function name offset is out of range"))?;
+        let stored =
+            self.data.get(name_start..).ok_or(GoBinaryError::Pclntab("function name offset is out of range"))?;
         Ok(stored.starts_with(name.as_bytes()) && stored.get(name.len()) == Some(&0))
     }
 

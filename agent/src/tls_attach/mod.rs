@@ -3,12 +3,16 @@
 //!
 //! - At start: the host's library directories, then every running process's mapped
 //!   `libssl` and its executable (statically linked OpenSSL).
-//! - On exec: the new executable, and, for a process in another mount namespace (a
-//!   container), the libraries under `/proc/<pid>/root` (its own inodes).
+//! - On exec: the new executable; the library paths already known, seen through
+//!   `/proc/<pid>/root` (a container's own file, a bind mount, or a library upgraded in place
+//!   has another inode); and, for a mount namespace not seen before (a new container), its
+//!   library directories.
 //! - Periodically: the maps of processes not scanned yet (libraries at unusual paths).
 //!
 //! Results are cached per (device, inode), so a shell loop of thousands of `curl`s costs
 //! one `stat` and one `readlink` per exec.
+
+pub mod symbols;
 
 use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::MetadataExt;
@@ -23,6 +27,33 @@ use tracing::{debug, info, warn};
 #[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
 struct FamilyLabel {
     family: String,
+}
+
+/// `tapline_tls_probes_available{family}`: 1 while a TLS probe family can attach, 0 when it
+/// is disabled (`--tls-probes`) or could not load (the reason is in the log, once).
+#[derive(Clone)]
+pub struct ProbeAvailability(Family<FamilyLabel, Gauge>);
+
+impl ProbeAvailability {
+    /// Registers the gauge, with every family at 0.
+    pub fn new(metrics: &Metrics) -> Self {
+        let family = Family::<FamilyLabel, Gauge>::default();
+        metrics.register(
+            "tapline_tls_probes_available",
+            "Whether a TLS probe family is enabled and its kernel programs loaded (1) or not (0)",
+            family.clone(),
+        );
+        let me = Self(family);
+        for f in ["openssl", "gotls"] {
+            me.set(f, false);
+        }
+        me
+    }
+
+    /// Records whether `family` is available.
+    pub fn set(&self, family: &str, up: bool) {
+        self.0.get_or_create(&FamilyLabel { family: family.to_string() }).set(i64::from(up));
+    }
 }
 
 /// Library directories searched, relative to a root.
@@ -50,8 +81,10 @@ pub struct OpensslAttacher {
     namespaces: HashSet<u64>,
     /// Pids whose maps were scanned.
     scanned: HashSet<u32>,
+    /// libssl paths seen so far (relative to a root), checked again on every exec.
+    lib_paths: std::collections::BTreeSet<String>,
     metrics: ComponentMetrics,
-    available: Family<FamilyLabel, Gauge>,
+    available: ProbeAvailability,
     unavailable_logged: bool,
 }
 
@@ -60,21 +93,15 @@ fn mnt_ns(pid: &str) -> Option<u64> {
 }
 
 impl OpensslAttacher {
-    /// A new attacher reporting in `metrics`: `tapline_component_*{kind="tls_probe",name="openssl"}`
-    /// (received = files examined, sent = files hooked, errors by stage) and
-    /// `tapline_tls_probes_available{family}` (1 while the family's programs are loaded).
-    pub fn new(metrics: &Metrics, loaded: bool) -> Self {
-        let available = Family::<FamilyLabel, Gauge>::default();
-        metrics.register(
-            "tapline_tls_probes_available",
-            "Whether a TLS probe family's kernel programs are loaded (1) or unavailable (0)",
-            available.clone(),
-        );
-        available.get_or_create(&FamilyLabel { family: "openssl".into() }).set(i64::from(loaded));
+    /// A new attacher reporting in `metrics` (component `tls_probe`/`openssl`: received = files
+    /// with OpenSSL found, sent = files hooked, errors by stage) and in `available`.
+    pub fn new(metrics: &Metrics, available: ProbeAvailability, loaded: bool) -> Self {
+        available.set("openssl", loaded);
         Self {
             files: HashMap::new(),
             namespaces: HashSet::new(),
             scanned: HashSet::new(),
+            lib_paths: Default::default(),
             metrics: metrics.component("tls_probe", "openssl"),
             available,
             unavailable_logged: false,
@@ -87,14 +114,30 @@ impl OpensslAttacher {
     }
 
     /// Attaches to `path` unless its inode was already examined. Returns whether it is hooked now.
+    /// A file that cannot be read (the process exited) is not remembered: the next process
+    /// mapping it tries again. A file without OpenSSL is remembered as such.
     pub fn try_attach(&mut self, probes: &mut Probes, path: &Path, quiet_if_missing: bool) -> bool {
         let Ok(meta) = std::fs::metadata(path) else { return false };
         let key = (meta.dev(), meta.ino());
         if let Some(done) = self.files.get(&key) {
             return *done;
         }
+        let Ok(data) = std::fs::read(path) else { return false };
+        let names: Vec<&str> = Probes::OPENSSL_FUNCTIONS.iter().map(|(n, _)| *n).collect();
+        let found = symbols::function_offsets(&data, &names);
+        drop(data);
+        let complete = Probes::OPENSSL_FUNCTIONS.iter().filter(|(_, required)| *required).all(|(n, _)| {
+            found.iter().any(|(f, _)| f == n)
+        });
+        if !complete {
+            if !quiet_if_missing {
+                debug!(path = %path.display(), "no OpenSSL functions in this file");
+            }
+            self.files.insert(key, false);
+            return false;
+        }
         self.metrics.received(1);
-        let ok = match probes.attach_openssl(path) {
+        let ok = match probes.attach_openssl(path, &found) {
             Ok(n) => {
                 info!(path = %path.display(), functions = n, "OpenSSL probes attached");
                 self.metrics.sent(1);
@@ -104,19 +147,16 @@ impl OpensslAttacher {
                 if !std::mem::replace(&mut self.unavailable_logged, true) {
                     warn!(family = "openssl", %reason, "TLS probes unavailable: TLS traffic is seen as ciphertext only");
                     self.metrics.error("load");
-                    self.available.get_or_create(&FamilyLabel { family: "openssl".into() }).set(0);
+                    self.available.set("openssl", false);
                 }
                 // Not cached: nothing can attach anyway, and nothing is gained by remembering.
                 return false;
             }
             Err(e) => {
-                if quiet_if_missing {
-                    debug!(path = %path.display(), error = %e, "no OpenSSL in this file");
-                } else {
-                    warn!(path = %path.display(), error = %e, "cannot attach the OpenSSL probes");
-                    self.metrics.error("attach");
-                }
-                false
+                warn!(path = %path.display(), error = %e, "cannot attach the OpenSSL probes");
+                self.metrics.error("attach");
+                // Not remembered: a vanished file (process gone) should be tried again later.
+                return false;
             }
         };
         self.files.insert(key, ok);
@@ -128,7 +168,10 @@ impl OpensslAttacher {
         for dir in LIB_DIRS {
             let Ok(entries) = std::fs::read_dir(root.join(dir)) else { continue };
             for e in entries.flatten() {
-                if e.file_name().to_str().is_some_and(is_libssl) {
+                if let Some(name) = e.file_name().to_str()
+                    && is_libssl(name)
+                {
+                    self.lib_paths.insert(format!("{dir}/{name}"));
                     self.try_attach(probes, &e.path(), false);
                 }
             }
@@ -149,8 +192,9 @@ impl OpensslAttacher {
             let name = path.rsplit('/').next().unwrap_or(path);
             if is_libssl(name) && seen.insert(path.to_string()) {
                 // The path is in the process's mount namespace: reach it through its root.
-                let p = proc_dir.join("root").join(path.trim_start_matches('/'));
-                self.try_attach(probes, &p, false);
+                let rel = path.trim_start_matches('/');
+                self.lib_paths.insert(rel.to_string());
+                self.try_attach(probes, &proc_dir.join("root").join(rel), false);
             }
         }
     }
@@ -167,13 +211,20 @@ impl OpensslAttacher {
 
     /// A process called exec.
     pub fn on_exec(&mut self, probes: &mut Probes, pid: u32) {
-        let p = pid.to_string();
-        self.try_attach(probes, &Path::new("/proc").join(&p).join("exe"), true);
-        if let Some(ns) = mnt_ns(&p)
+        let proc_dir = Path::new("/proc").join(pid.to_string());
+        self.try_attach(probes, &proc_dir.join("exe"), true);
+        let root = proc_dir.join("root");
+        if let Some(ns) = mnt_ns(&pid.to_string())
             && self.namespaces.insert(ns)
         {
             // A mount namespace we have not seen: a container with its own libraries.
-            self.scan_root(probes, &Path::new("/proc").join(&p).join("root"));
+            self.scan_root(probes, &root);
+            return;
+        }
+        // Known paths, as this process sees them: one stat each, attach only for a new inode.
+        let paths: Vec<String> = self.lib_paths.iter().cloned().collect();
+        for rel in paths {
+            self.try_attach(probes, &root.join(rel), true);
         }
     }
 
@@ -195,8 +246,8 @@ impl OpensslAttacher {
     }
 
     /// Memory held: cached files, namespaces and scanned pids (bounded by live processes).
-    pub fn cache_sizes(&self) -> (usize, usize, usize) {
-        (self.files.len(), self.namespaces.len(), self.scanned.len())
+    pub fn cache_sizes(&self) -> (usize, usize, usize, usize) {
+        (self.files.len(), self.namespaces.len(), self.scanned.len(), self.lib_paths.len())
     }
 }
 

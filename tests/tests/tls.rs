@@ -1,0 +1,387 @@
+//! End to end, as root: HTTPS through OpenSSL (curl, python requests, openssl s_client /
+//! s_server, nginx), decrypted by the uprobes, with the handshake metadata read from the raw
+//! bytes; a TLS connection that cannot be decrypted; a process in its own mount namespace;
+//! thousands of short-lived processes.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tapline_e2e::*;
+
+const FULL: &str = r#"
+version: 2
+services:
+  event_stores: [{id: console, type: stdout}]
+  object_stores: [{id: disk, type: local}]
+stacks:
+  all: {plugins: [{type: http_capture, config: {level: full}}]}
+tap:
+  direction: all
+  ignore_loopback: false
+  http: {stack: all}
+"#;
+
+/// curl https://tapline.test:<port><path> against 127.0.0.1, trusting the test certificate.
+fn curl_https(port: u16, cert: &TestCert, path: &str, extra: &[&str]) -> Vec<u8> {
+    let out = run(Command::new("curl")
+        .args(["-sS", "--http1.1", "--cacert"])
+        .arg(&cert.cert)
+        .args(["--resolve", &format!("tapline.test:{port}:127.0.0.1")])
+        .args(extra)
+        .arg(format!("https://tapline.test:{port}{path}")))
+    .expect("curl");
+    out.stdout
+}
+
+/// Asserts the decrypted exchange and the TLS facts of one side of a connection.
+fn assert_tls_side(agent: &Agent, ev: &[Value], port: u16, direction: &str, version: u64, path: &str, body: &str) {
+    let c = one(connections_to(ev, port, direction), &format!("{direction} connection"));
+    assert_eq!(c["l7Protocol"], "http1", "decrypted plaintext is parsed: {c}");
+    assert_eq!(c["tlsVersion"], version, "{c}");
+    assert_eq!(c["meta"]["endpointId"], "tapline.test", "SNI is the endpoint id");
+    assert_eq!(c["meta"]["tlsProbeTypesDetected"], serde_json::json!(["openssl"]));
+    assert_eq!(c["meta"]["tlsProbeIntrospected"], true);
+    // Byte counts are the socket's (ciphertext): more than the plaintext request and response.
+    assert!(c["bytesSent"].as_u64().unwrap_or(0) > 200, "{c}");
+    assert!(c["bytesReceived"].as_u64().unwrap_or(0) > 200, "{c}");
+    let cid = c["meta"]["connectionId"].as_str().expect("id");
+    let a = one(artifacts_of(ev, cid), &format!("{direction} artifact_record"));
+    assert_eq!(a["endpointId"], "tapline.test");
+    assert_eq!(a["summary"]["request_scheme"], "https");
+    assert_eq!(a["summary"]["request_method"], "GET");
+    assert_eq!(a["summary"]["response_status"], 200);
+    let o = fetch_object(agent, a);
+    assert_eq!(o["request"]["url"], format!("https://tapline.test:{port}{path}"));
+    assert_eq!(o["request"]["path"], path.split('?').next().unwrap_or(path));
+    assert_eq!(o["response"]["status"], 200);
+    assert_eq!(b64(&o["response"]["body"]), body.as_bytes(), "decrypted response body");
+}
+
+#[test]
+fn curl_https_tls13_and_tls12_both_sides_decrypted() {
+    let _lock = probe_lock();
+    let agent = Agent::start(Some(FULL), &[]).expect("agent");
+    for (tls_max, version) in [(None, 772u64), (Some("1.2"), 771u64)] {
+        let (_server, port, cert) = start_https_server("127.0.0.1", tls_max).expect("server");
+        let got = curl_https(port, &cert, "/secret/path?q=1", &["-H", "X-Marker: tls-curl"]);
+        assert_eq!(got, b"hello /secret/path?q=1");
+        let ev = agent
+            .wait_for(Duration::from_secs(15), "curl https connection events", |ev| {
+                connections_to(ev, port, "egress-internal").len() == 1 && connections_to(ev, port, "ingress").len() == 1
+            })
+            .expect("events");
+        // curl (a short-lived process that exits right after reading the response) and the
+        // python server (OpenSSL 3 through the ssl module) are both decrypted.
+        assert_tls_side(&agent, &ev, port, "egress-internal", version, "/secret/path?q=1", "hello /secret/path?q=1");
+        assert_tls_side(&agent, &ev, port, "ingress", version, "/secret/path?q=1", "hello /secret/path?q=1");
+        let c = one(connections_to(&ev, port, "egress-internal"), "curl");
+        assert_eq!(c["source"]["exe"], "/usr/bin/curl");
+    }
+    let stopped = agent.stop().expect("stop");
+    stopped.check_data_model().expect("data model");
+}
+
+#[test]
+fn python_requests_post_over_https() {
+    let _lock = probe_lock();
+    let (_server, port, cert) = start_https_server("127.0.0.1", None).expect("server");
+    let agent = Agent::start(Some(FULL), &[]).expect("agent");
+    let script = format!(
+        "import requests\nr = requests.post('https://localhost:{port}/upload', data=b'x' * 3000, \
+         verify='{}')\nprint(r.text)",
+        cert.cert.display()
+    );
+    let out = run(Command::new("python3").args(["-c", &script])).expect("python");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"len\": 3000"));
+    let ev = agent
+        .wait_for(Duration::from_secs(15), "python https connection", |ev| {
+            connections_to(ev, port, "egress-internal").len() == 1
+        })
+        .expect("events");
+    let c = one(connections_to(&ev, port, "egress-internal"), "python client");
+    assert_eq!(c["meta"]["endpointId"], "localhost", "SNI");
+    assert_eq!(c["tlsVersion"], 772);
+    assert_eq!(c["l7Protocol"], "http1");
+    let a = one(artifacts_of(&ev, c["meta"]["connectionId"].as_str().unwrap()), "record");
+    let o = fetch_object(&agent, a);
+    assert_eq!(o["request"]["method"], "POST");
+    assert_eq!(o["request"]["url"], format!("https://localhost:{port}/upload"));
+    assert_eq!(b64(&o["request"]["body"]), vec![b'x'; 3000], "request body decrypted whole");
+    assert!(String::from_utf8_lossy(&b64(&o["response"]["body"])).contains("\"len\": 3000"));
+    agent.stop().expect("stop").check_data_model().expect("data model");
+}
+
+/// `openssl s_client` talking to `openssl s_server` in its plain mode, which moves bytes with
+/// SSL_read/SSL_write (its `-www` mode goes through OpenSSL's SSL BIO, whose internal read path
+/// is not an exported function, so no user-space TLS tracer sees it).
+#[test]
+fn openssl_s_client_to_s_server() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let _lock = probe_lock();
+    let cert = TestCert::new().expect("cert");
+    let port = free_port();
+    let mut server = Proc {
+        child: Command::new("openssl")
+            .args(["s_server", "-quiet", "-accept", &port.to_string(), "-cert"])
+            .arg(&cert.cert)
+            .arg("-key")
+            .arg(&cert.key)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("s_server"),
+    };
+    wait_listening(port);
+    let agent = Agent::start(Some(FULL), &[]).expect("agent");
+    let mut client = Proc {
+        child: Command::new("openssl")
+            .args(["s_client", "-quiet", "-connect", &format!("127.0.0.1:{port}"), "-servername", "tapline.test"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("s_client"),
+    };
+    let mut client_in = client.child.stdin.take().expect("stdin");
+    client_in.write_all(b"GET /s-client HTTP/1.1\r\nHost: tapline.test\r\n\r\n").expect("request");
+    // The server prints the decrypted request; answer once it is complete.
+    let mut server_out = BufReader::new(server.child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    while line != "\r\n" {
+        line.clear();
+        assert!(server_out.read_line(&mut line).expect("read") > 0, "s_server closed early");
+    }
+    let mut server_in = server.child.stdin.take().expect("stdin");
+    server_in.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\ns_server!\n").expect("response");
+    let mut got = Vec::new();
+    let mut client_out = client.child.stdout.take().expect("stdout");
+    let mut buf = [0u8; 256];
+    while !got.ends_with(b"s_server!\n") {
+        let n = client_out.read(&mut buf).expect("read");
+        assert!(n > 0, "s_client closed early: {:?}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    drop(client); // closes the connection
+    let ev = agent
+        .wait_for(Duration::from_secs(15), "s_client and s_server", |ev| {
+            let done = |d| {
+                connections_to(ev, port, d)
+                    .iter()
+                    .any(|c| artifacts_of(ev, c["meta"]["connectionId"].as_str().unwrap_or("")).len() == 1)
+            };
+            done("egress-internal") && done("ingress")
+        })
+        .expect("events");
+    for direction in ["egress-internal", "ingress"] {
+        let c = one(connections_to(&ev, port, direction), direction);
+        assert_eq!(c["meta"]["endpointId"], "tapline.test");
+        assert_eq!(c["tlsVersion"], 772);
+        assert_eq!(c["meta"]["tlsProbeTypesDetected"], serde_json::json!(["openssl"]));
+        let a = one(artifacts_of(&ev, c["meta"]["connectionId"].as_str().unwrap()), "record");
+        assert_eq!(a["summary"]["request_method"], "GET");
+        assert_eq!(a["summary"]["response_status"], 200);
+        let o = fetch_object(&agent, a);
+        assert_eq!(o["request"]["url"], "https://tapline.test/s-client", "authority from the Host header");
+        assert_eq!(b64(&o["response"]["body"]), b"s_server!\n");
+    }
+    agent.stop().expect("stop").check_data_model().expect("data model");
+}
+
+/// nginx from apt, serving HTTPS with TLS 1.2 on one port and 1.3 on another (ingress).
+#[test]
+fn nginx_tls12_and_tls13_ingress() {
+    let _lock = probe_lock();
+    let cert = TestCert::new().expect("cert");
+    let (p12, p13) = (free_port(), free_port());
+    let dir = cert.dir.path();
+    std::fs::write(dir.join("index.html"), "nginx over tls\n").unwrap();
+    let conf = format!(
+        "daemon off; master_process on; worker_processes 1; user root; pid {d}/nginx.pid;\n\
+         error_log {d}/error.log;\nevents {{ worker_connections 64; }}\n\
+         http {{ access_log off; client_body_temp_path {d}; proxy_temp_path {d}; fastcgi_temp_path {d};\n\
+         uwsgi_temp_path {d}; scgi_temp_path {d};\n\
+         ssl_certificate {c}; ssl_certificate_key {k};\n\
+         server {{ listen 127.0.0.1:{p12} ssl; ssl_protocols TLSv1.2; root {d}; }}\n\
+         server {{ listen 127.0.0.1:{p13} ssl; ssl_protocols TLSv1.3; root {d}; }} }}\n",
+        d = dir.display(),
+        c = cert.cert.display(),
+        k = cert.key.display(),
+    );
+    let conf_path = dir.join("nginx.conf");
+    std::fs::write(&conf_path, conf).unwrap();
+    let _nginx = Proc {
+        child: Command::new("nginx")
+            .arg("-c")
+            .arg(&conf_path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("nginx"),
+    };
+    wait_listening(p12);
+    wait_listening(p13);
+    let agent = Agent::start(Some(FULL), &[]).expect("agent");
+    for (port, version) in [(p12, 771u64), (p13, 772u64)] {
+        assert_eq!(curl_https(port, &cert, "/index.html", &[]), b"nginx over tls\n");
+        let ev = agent
+            .wait_for(Duration::from_secs(15), "nginx ingress", |ev| {
+                connections_to(ev, port, "ingress")
+                    .iter()
+                    .any(|c| artifacts_of(ev, c["meta"]["connectionId"].as_str().unwrap_or("")).len() == 1)
+            })
+            .expect("events");
+        let c = one(connections_to(&ev, port, "ingress"), "nginx connection");
+        assert_eq!(c["destination"]["exe"], "/usr/sbin/nginx", "{c}");
+        assert_eq!(c["tlsVersion"], version, "{c}");
+        assert_eq!(c["meta"]["endpointId"], "tapline.test");
+        let a = one(artifacts_of(&ev, c["meta"]["connectionId"].as_str().unwrap()), "record");
+        let o = fetch_object(&agent, a);
+        assert_eq!(o["request"]["url"], format!("https://tapline.test:{port}/index.html"));
+        assert_eq!(b64(&o["response"]["body"]), b"nginx over tls\n");
+    }
+    agent.stop().expect("stop").check_data_model().expect("data model");
+}
+
+/// With the TLS probes off, a TLS connection still reports its handshake facts and byte
+/// counts, is `other`, and no ciphertext is ever parsed as HTTP.
+#[test]
+fn undecrypted_tls_keeps_handshake_metadata() {
+    let _lock = probe_lock();
+    let (_server, port, cert) = start_https_server("127.0.0.1", Some("1.2")).expect("server");
+    let agent = Agent::start(Some(FULL), &["--tls-probes", "none"]).expect("agent");
+    curl_https(port, &cert, "/opaque", &[]);
+    let ev = agent
+        .wait_for(Duration::from_secs(15), "ciphertext-only connections", |ev| {
+            connections_to(ev, port, "egress-internal").len() == 1 && connections_to(ev, port, "ingress").len() == 1
+        })
+        .expect("events");
+    for d in ["egress-internal", "ingress"] {
+        let c = one(connections_to(&ev, port, d), d);
+        assert_eq!(c["l7Protocol"], "other");
+        assert_eq!(c["tlsVersion"], 771);
+        assert_eq!(c["meta"]["endpointId"], "tapline.test");
+        assert!(c["meta"].get("tlsProbeIntrospected").is_none(), "nothing decrypted: {c}");
+        assert!(c["bytesSent"].as_u64().unwrap_or(0) > 100 && c["bytesReceived"].as_u64().unwrap_or(0) > 100);
+        assert!(artifacts_of(&ev, c["meta"]["connectionId"].as_str().unwrap()).is_empty());
+    }
+    let (_, metrics) = agent.get("/metrics").expect("metrics");
+    assert!(metrics.contains("tapline_tls_probes_available{family=\"openssl\"} 0"), "disabled family reported: {metrics}");
+    agent.stop().expect("stop").check_data_model().expect("data model");
+}
+
+/// A process in its own mount namespace with its own copy of libssl (another inode, which
+/// the host's probes do not cover) is still decrypted.
+#[test]
+fn own_mount_namespace_with_private_libssl_copy() {
+    let _lock = probe_lock();
+    let (_server, port, cert) = start_https_server("127.0.0.1", None).expect("server");
+    let lib = ["/usr/lib/x86_64-linux-gnu/libssl.so.3", "/usr/lib/aarch64-linux-gnu/libssl.so.3"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .expect("libssl.so.3");
+    let copy = cert.dir.path().join("libssl.so.3");
+    std::fs::copy(lib, &copy).expect("copy libssl");
+    let agent = Agent::start(Some(FULL), &[]).expect("agent");
+    // In the namespace: bind the copy over the library, then (a new exec there) run curl.
+    let script = format!(
+        "mount --bind {copy} {lib} && grep -q {lib} /proc/self/mountinfo && sleep 0.3 && \
+         curl -sS --http1.1 --cacert {cert} --resolve tapline.test:{port}:127.0.0.1 \
+         https://tapline.test:{port}/in-namespace",
+        copy = copy.display(),
+        cert = cert.cert.display(),
+    );
+    let out = run(Command::new("unshare").args(["-m", "--propagation", "private", "sh", "-c", &script]))
+        .expect("unshare");
+    assert_eq!(out.stdout, b"hello /in-namespace");
+    let ev = agent
+        .wait_for(Duration::from_secs(15), "namespaced curl", |ev| {
+            connections_to(ev, port, "egress-internal").len() == 1
+        })
+        .expect("events");
+    let c = one(connections_to(&ev, port, "egress-internal"), "namespaced curl");
+    assert_eq!(c["meta"]["tlsProbeIntrospected"], true, "decrypted through the copy's own probes: {c}");
+    let a = one(artifacts_of(&ev, c["meta"]["connectionId"].as_str().unwrap()), "record");
+    assert_eq!(fetch_object(&agent, a)["request"]["path"], "/in-namespace");
+    let stopped = agent.stop().expect("stop");
+    assert!(
+        stopped.stderr.contains("OpenSSL probes attached") && stopped.stderr.contains("/root/"),
+        "the copy was attached through /proc/<pid>/root: {}",
+        stopped.stderr
+    );
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// 2,000 short-lived curl processes over HTTPS: every one is decrypted, the agent keeps up,
+/// and its memory does not grow with the number of processes (attach work is per inode).
+#[test]
+fn two_thousand_short_lived_https_clients() {
+    let _lock = probe_lock();
+    let (_server, port, cert) = start_https_server("127.0.0.1", None).expect("server");
+    let agent = Agent::start(Some(FULL), &["--report-interval-secs", "5"]).expect("agent");
+    // Warm up (first allocations, caches), then measure.
+    curl_https(port, &cert, "/warm", &[]);
+    agent
+        .wait_for(Duration::from_secs(15), "warm-up", |ev| {
+            !connections_to(ev, port, "egress-internal").is_empty()
+        })
+        .expect("warm-up");
+    let before = rss_kib(agent.pid());
+    let started = Instant::now();
+    let script = format!(
+        "for i in $(seq 2000); do curl -s -o /dev/null --http1.1 --cacert {c} --resolve tapline.test:{port}:127.0.0.1 \
+         https://tapline.test:{port}/loop/$i || exit 1; done",
+        c = cert.cert.display()
+    );
+    run(Command::new("sh").args(["-c", &script])).expect("loop");
+    let took = started.elapsed();
+    let ev = agent
+        .wait_for(Duration::from_secs(60), "2000 decrypted records", |ev| {
+            items(ev, "artifact_record")
+                .iter()
+                .filter(|a| a["summary"]["direction"] == "egress-internal" && a["endpointId"] == "tapline.test")
+                .count()
+                >= 2001
+        })
+        .expect("every curl decrypted");
+    let after = rss_kib(agent.pid());
+    eprintln!("2000 curl execs in {took:?}; agent RSS {before} KiB before, {after} KiB after");
+    let lost: Vec<&Value> = items(&ev, "connection")
+        .into_iter()
+        .filter(|c| c["destination"]["address"]["port"] == port && c["meta"]["tlsProbeIntrospected"] != true)
+        .collect();
+    assert!(lost.is_empty(), "every connection decrypted; not: {}", lost.len());
+    // Connections are finalized and dropped; the attach caches hold one entry per inode.
+    assert!(after < before + 16 * 1024, "RSS grew from {before} KiB to {after} KiB over 2000 processes");
+    let stopped = agent.stop().expect("stop");
+    assert!(stopped.stderr.matches("OpenSSL probes attached").count() <= 3, "attach work is per file");
+}
+
+/// Waits until something listens on 127.0.0.1:`port`, without connecting to it (a probe
+/// connection would be a client to servers that take one at a time).
+fn wait_listening(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let suffix = format!(":{port:04X}");
+    let listening = || {
+        ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|f| {
+            std::fs::read_to_string(f).unwrap_or_default().lines().any(|l| {
+                let cols: Vec<&str> = l.split_whitespace().collect();
+                cols.len() > 3 && cols[1].ends_with(&suffix) && cols[3] == "0A"
+            })
+        })
+    };
+    while !listening() {
+        assert!(Instant::now() < deadline, "nothing listens on {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
