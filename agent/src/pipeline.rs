@@ -122,8 +122,8 @@ pub struct Pipeline {
     m: PipelineMetrics,
     /// TLS probe families that delivered plaintext, per process (`meta.tlsProbeTypesDetected`).
     tls_probes: HashMap<u32, BTreeSet<&'static str>>,
-    /// Processes that called exec since the last [`Pipeline::take_execs`] (TLS probe discovery).
-    execs: Vec<u32>,
+    /// Processes that called exec since the last [`Pipeline::take_execs`], and when (TLS probe discovery).
+    execs: Vec<(u32, SystemTime)>,
 }
 
 /// Admits bytes into one stream (raw or plaintext) and feeds what is new to its protocol state.
@@ -192,10 +192,10 @@ impl Pipeline {
     /// Handles one kernel record.
     pub fn handle(&mut self, record: Record<'_>) {
         match record {
-            Record::Exec { pid, uid, filename, comm, .. } => {
+            Record::Exec { ts_ns, pid, uid, filename, comm, .. } => {
                 self.count_record("exec");
                 self.processes.on_exec(pid, uid, filename, comm_str(&comm));
-                self.execs.push(pid);
+                self.execs.push((pid, self.clock.wall(ts_ns)));
             }
             Record::Fork { parent_pid, child_pid, .. } => {
                 self.count_record("fork");
@@ -287,8 +287,31 @@ impl Pipeline {
     }
 
     /// Processes that called exec since the last call (for TLS probe discovery).
-    pub fn take_execs(&mut self) -> Vec<u32> {
+    pub fn take_execs(&mut self) -> Vec<(u32, SystemTime)> {
         std::mem::take(&mut self.execs)
+    }
+
+    /// Reports a binary the TLS probes cannot read as an `issue` event (agent-level: no
+    /// connection or request; the file is in the tags and the reason).
+    pub fn emit_attach_issue(&self, issue: &crate::tls_attach::AttachIssue, now: SystemTime) {
+        let ev = model::Issue {
+            connection_id: String::new(),
+            endpoint_id: String::new(),
+            request_id: String::new(),
+            tags: vec![format!("exe:{}", issue.path), format!("host:{}", self.settings.hostname)],
+            timestamp: model::rfc3339(now),
+            direction: None,
+            error: issue.error.to_string(),
+            url: String::new(),
+            path: String::new(),
+            method: String::new(),
+            status: None,
+            trigger_conditions: vec![format!("tls_probe:{}", issue.error)],
+            trigger_reasons: vec![issue.reason.clone()],
+            count: 0,
+        };
+        Self::emit(&self.m, &self.event_stores, Event::Issue(ev));
+        self.flush();
     }
 
     fn data(
@@ -472,7 +495,6 @@ impl Pipeline {
                 endpoint_id: conn.endpoint_id(),
                 tls_probe_types_detected: self.probes_of(conn),
                 tls_probe_introspected: conn.plain.is_some(),
-                ..Default::default()
             },
             tags,
             finalized,

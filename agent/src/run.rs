@@ -21,7 +21,7 @@ use crate::pipeline::{Pipeline, Settings};
 use crate::process::{self, ProcessTable};
 use crate::server::{self, Status};
 use crate::stores::{self, Stores};
-use crate::tls_attach::{OpensslAttacher, ProbeAvailability};
+use crate::tls_attach::{ProbeAvailability, TlsAttacher};
 
 /// Why the agent stopped with an error. Each message is one clear sentence.
 #[derive(Debug, thiserror::Error)]
@@ -180,8 +180,14 @@ fn run_agent(common: &CommonArgs, args: &RunArgs) -> Result<(), RunError> {
             warn!(family = %family, "this TLS probe family is not implemented by tapline; ignored");
         }
         let availability = ProbeAvailability::new(&metrics);
-        let mut openssl = args.tls_probes.openssl.then(|| {
-            let mut a = OpensslAttacher::new(&metrics, availability.clone(), probes.openssl_available());
+        let tls = &args.tls_probes;
+        let mut attacher = (tls.openssl || tls.gotls).then(|| {
+            let mut a = TlsAttacher::new(
+                &metrics,
+                availability.clone(),
+                (tls.openssl, probes.openssl_available()),
+                (tls.gotls, probes.gotls_available()),
+            );
             a.startup(&mut probes);
             a
         });
@@ -233,17 +239,23 @@ fn run_agent(common: &CommonArgs, args: &RunArgs) -> Result<(), RunError> {
                     pipeline.borrow().flush();
                     // New processes: hook their TLS libraries before they get far.
                     let execs = pipeline.borrow_mut().take_execs();
-                    if let Some(a) = openssl.as_mut() {
-                        for pid in execs {
-                            a.on_exec(&mut probes, pid);
+                    if let Some(a) = attacher.as_mut() {
+                        for (pid, at) in execs {
+                            a.on_exec(&mut probes, pid, at);
+                        }
+                        for issue in a.take_issues() {
+                            pipeline.borrow().emit_attach_issue(&issue, SystemTime::now());
                         }
                     }
                 }
                 _ = tick.tick() => {
                     pipeline.borrow_mut().tick(SystemTime::now());
                     ticks += 1;
-                    if ticks % 2 == 0 && let Some(a) = openssl.as_mut() {
+                    if ticks.is_multiple_of(2) && let Some(a) = attacher.as_mut() {
                         a.rescan(&mut probes);
+                        for issue in a.take_issues() {
+                            pipeline.borrow().emit_attach_issue(&issue, SystemTime::now());
+                        }
                     }
                     match probes.loss_counters() {
                         Ok(c) => loss.update(&c),

@@ -11,7 +11,7 @@ pub mod preflight;
 pub mod reader;
 pub mod record;
 
-pub use loader::{AttachError, LoadError, LossCounters, ProbeConfig, Probes};
+pub use loader::{AttachError, GoFunctionSites, LoadError, LossCounters, ProbeConfig, Probes};
 pub use preflight::{PreflightError, preflight};
 pub use reader::RecordReader;
 pub use record::{DataSource, DecodeError, Direction, Record, Role};

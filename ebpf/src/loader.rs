@@ -51,6 +51,18 @@ const OPENSSL_PROBES: &[(&str, &str)] = &[
 ];
 const OPENSSL_RET: &str = "tl_ssl_ret";
 
+/// Go crypto/tls programs: entries and the plain uprobes put on each RET.
+const GOTLS_PROGRAMS: &[&str] = &["tl_go_write", "tl_go_write_ret", "tl_go_read", "tl_go_read_ret"];
+
+/// Where to probe one Go function: file offsets of its entry and of each RET instruction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GoFunctionSites {
+    /// File offset of the first instruction.
+    pub entry: u64,
+    /// File offsets of every RET.
+    pub returns: Vec<u64>,
+}
+
 /// Stable names of the kernel's loss counters (index = `enum tl_loss` in record.h).
 pub const LOSS_REASONS: &[&str] = &[
     "ring_full_records",
@@ -159,6 +171,8 @@ pub struct Probes {
     loss: PerCpuArray<MapData, u64>,
     /// Why the OpenSSL programs could not be loaded, if they could not.
     openssl_unavailable: Option<String>,
+    /// Why the Go crypto/tls programs could not be loaded, if they could not.
+    gotls_unavailable: Option<String>,
 }
 
 /// A loaded uprobe program of a TLS family, by name.
@@ -171,8 +185,8 @@ fn uprobe_mut<'a>(ebpf: &'a mut Ebpf, family: &'static str, program: &str) -> Re
 }
 
 /// Loads (without attaching) the OpenSSL uprobe programs.
-fn load_uprobes(ebpf: &mut Ebpf) -> Result<(), String> {
-    for program in OPENSSL_PROBES.iter().map(|(p, _)| *p).chain([OPENSSL_RET]) {
+fn load_uprobes(ebpf: &mut Ebpf, programs: impl IntoIterator<Item = &'static str>) -> Result<(), String> {
+    for program in programs {
         let p: &mut UProbe = program_mut(ebpf, program)
             .map_err(|e| e.to_string())?
             .try_into()
@@ -246,7 +260,12 @@ impl Probes {
             attached.push(format!("tp_btf/{target}"));
         }
         // The OpenSSL family is optional: if it cannot load, the rest still runs.
-        let openssl_unavailable = load_uprobes(&mut ebpf).err();
+        let openssl_unavailable =
+            load_uprobes(&mut ebpf, OPENSSL_PROBES.iter().map(|(p, _)| *p).chain([OPENSSL_RET])).err();
+        let gotls_unavailable = load_uprobes(&mut ebpf, GOTLS_PROGRAMS.iter().copied()).err();
+        if let Some(reason) = &gotls_unavailable {
+            tracing::warn!(family = "gotls", %reason, "TLS probes unavailable; Go TLS traffic is seen as ciphertext only");
+        }
         if let Some(reason) = &openssl_unavailable {
             tracing::warn!(family = "openssl", %reason, "TLS probes unavailable; TLS traffic is seen as ciphertext only");
         }
@@ -255,12 +274,51 @@ impl Probes {
         let loss =
             PerCpuArray::try_from(loss_map).map_err(|e| LoadError::Map { name: "LOSS", reason: e.to_string() })?;
         info!(programs = attached.len(), ring_bytes = ring, "kernel programs attached");
-        Ok(Probes { ebpf, attached, loss, openssl_unavailable })
+        Ok(Probes { ebpf, attached, loss, openssl_unavailable, gotls_unavailable })
     }
 
     /// Whether the OpenSSL programs loaded (they can be attached to files).
     pub fn openssl_available(&self) -> bool {
         self.openssl_unavailable.is_none()
+    }
+
+    /// Whether the Go crypto/tls programs loaded.
+    pub fn gotls_available(&self) -> bool {
+        self.gotls_unavailable.is_none()
+    }
+
+    /// Attaches the Go crypto/tls probes to an executable: an entry probe and a plain uprobe
+    /// on every RET of `(*Conn).Write` and `(*Conn).Read` (a uretprobe would corrupt Go's
+    /// stack). Returns how many probes were attached.
+    pub fn attach_gotls(
+        &mut self,
+        target: &std::path::Path,
+        write: &GoFunctionSites,
+        read: &GoFunctionSites,
+    ) -> Result<usize, AttachError> {
+        if let Some(reason) = &self.gotls_unavailable {
+            return Err(AttachError::Unavailable { family: "gotls", reason: reason.clone() });
+        }
+        let mut n = 0;
+        for (function, sites, entry_prog, ret_prog) in [
+            ("crypto/tls.(*Conn).Write", write, "tl_go_write", "tl_go_write_ret"),
+            ("crypto/tls.(*Conn).Read", read, "tl_go_read", "tl_go_read_ret"),
+        ] {
+            let at = |source| AttachError::Attach { function, path: target.display().to_string(), source };
+            // Returns first: an entry without its return probes would only fill the call map.
+            for &ret in &sites.returns {
+                uprobe_mut(&mut self.ebpf, "gotls", ret_prog)?
+                    .attach(ret, target, UProbeScope::AllProcesses)
+                    .map_err(at)?;
+                n += 1;
+            }
+            uprobe_mut(&mut self.ebpf, "gotls", entry_prog)?
+                .attach(sites.entry, target, UProbeScope::AllProcesses)
+                .map_err(at)?;
+            n += 1;
+        }
+        self.attached.push(format!("uprobe/gotls:{}", target.display()));
+        Ok(n)
     }
 
     /// The functions the OpenSSL family hooks, and whether each is required (SSL_write and
@@ -272,7 +330,11 @@ impl Probes {
     /// of its functions (every process that maps that file's inode is covered). `functions`
     /// pairs names from [`Probes::OPENSSL_FUNCTIONS`] with file offsets. Returns how many
     /// functions were hooked.
-    pub fn attach_openssl(&mut self, target: &std::path::Path, functions: &[(&str, u64)]) -> Result<usize, AttachError> {
+    pub fn attach_openssl(
+        &mut self,
+        target: &std::path::Path,
+        functions: &[(&str, u64)],
+    ) -> Result<usize, AttachError> {
         if let Some(reason) = &self.openssl_unavailable {
             return Err(AttachError::Unavailable { family: "openssl", reason: reason.clone() });
         }

@@ -342,16 +342,18 @@ impl TestCert {
     pub fn new() -> Result<Self> {
         let dir = tempfile::tempdir()?;
         let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-        run(Command::new("openssl").args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30"]).args([
-            "-subj",
-            "/CN=tapline.test",
-            "-addext",
-            "subjectAltName=DNS:tapline.test,DNS:localhost,IP:127.0.0.1,IP:::1",
-            "-keyout",
-        ])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert))?;
+        run(Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30"])
+            .args([
+                "-subj",
+                "/CN=tapline.test",
+                "-addext",
+                "subjectAltName=DNS:tapline.test,DNS:localhost,IP:127.0.0.1,IP:::1",
+                "-keyout",
+            ])
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert))?;
         Ok(Self { dir, cert, key })
     }
 }

@@ -29,7 +29,6 @@ tap:
     stack: capture_all
 "#;
 
-
 #[test]
 fn curl_egress_and_server_ingress_every_field() {
     let _lock = probe_lock();

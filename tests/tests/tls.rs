@@ -267,7 +267,10 @@ fn undecrypted_tls_keeps_handshake_metadata() {
         assert!(artifacts_of(&ev, c["meta"]["connectionId"].as_str().unwrap()).is_empty());
     }
     let (_, metrics) = agent.get("/metrics").expect("metrics");
-    assert!(metrics.contains("tapline_tls_probes_available{family=\"openssl\"} 0"), "disabled family reported: {metrics}");
+    assert!(
+        metrics.contains("tapline_tls_probes_available{family=\"openssl\"} 0"),
+        "disabled family reported: {metrics}"
+    );
     agent.stop().expect("stop").check_data_model().expect("data model");
 }
 
@@ -292,8 +295,8 @@ fn own_mount_namespace_with_private_libssl_copy() {
         copy = copy.display(),
         cert = cert.cert.display(),
     );
-    let out = run(Command::new("unshare").args(["-m", "--propagation", "private", "sh", "-c", &script]))
-        .expect("unshare");
+    let out =
+        run(Command::new("unshare").args(["-m", "--propagation", "private", "sh", "-c", &script])).expect("unshare");
     assert_eq!(out.stdout, b"hello /in-namespace");
     let ev = agent
         .wait_for(Duration::from_secs(15), "namespaced curl", |ev| {
@@ -332,9 +335,7 @@ fn two_thousand_short_lived_https_clients() {
     // Warm up (first allocations, caches), then measure.
     curl_https(port, &cert, "/warm", &[]);
     agent
-        .wait_for(Duration::from_secs(15), "warm-up", |ev| {
-            !connections_to(ev, port, "egress-internal").is_empty()
-        })
+        .wait_for(Duration::from_secs(15), "warm-up", |ev| !connections_to(ev, port, "egress-internal").is_empty())
         .expect("warm-up");
     let before = rss_kib(agent.pid());
     let started = Instant::now();
@@ -384,4 +385,170 @@ fn wait_listening(port: u16) {
         assert!(Instant::now() < deadline, "nothing listens on {port}");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Builds the Go test program (tests/fixtures/gotls) with the apt Go toolchain into `dir`.
+fn build_go(dir: &std::path::Path, name: &str, stripped: bool) -> std::path::PathBuf {
+    let out = dir.join(name);
+    let mut cmd = Command::new("go");
+    cmd.arg("build").arg("-o").arg(&out);
+    if stripped {
+        cmd.arg("-ldflags=-s -w");
+    }
+    cmd.arg(fixture("gotls/main.go"))
+        .env("CGO_ENABLED", "0")
+        .env("GOCACHE", std::env::temp_dir().join("tapline-gocache"))
+        .env("GOPATH", std::env::temp_dir().join("tapline-gopath"))
+        .env("GOFLAGS", "-mod=mod");
+    run(&mut cmd).expect("go build (golang-go is installed by scripts/install-deps.sh)");
+    out
+}
+
+/// Starts a Go HTTPS server binary; returns it and its port.
+fn start_go_server(bin: &std::path::Path, cert: &TestCert) -> (Proc, u16) {
+    use std::io::BufRead;
+    let mut child = Command::new(bin)
+        .arg("server")
+        .arg(&cert.cert)
+        .arg(&cert.key)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("go server");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("port");
+    (Proc { child }, line.trim().parse().expect("port number"))
+}
+
+/// The largest `ms_after_exec` the agent logged for attaching to a new process.
+fn attach_latencies_ms(stderr: &str) -> Vec<u64> {
+    stderr
+        .lines()
+        .filter(|l| l.contains("TLS probes attached for a new process"))
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|v| v["ms_after_exec"].as_u64())
+        .collect()
+}
+
+/// A Go client and a Go server, each built stripped (`-s -w`: symbols from .gopclntab) and
+/// not (.symtab), probed at entry and at every RET, never with uretprobes: both keep running
+/// and both sides are decrypted.
+#[test]
+fn go_client_and_server_stripped_and_not() {
+    let _lock = probe_lock();
+    let cert = TestCert::new().expect("cert");
+    let plain = build_go(cert.dir.path(), "gotls", false);
+    let stripped = build_go(cert.dir.path(), "gotls-stripped", true);
+    let agent = Agent::start(Some(FULL), &[]).expect("agent");
+    for (server_bin, client_bin) in [(&plain, &stripped), (&stripped, &plain)] {
+        // Started after the agent: found through the exec record.
+        let (_server, port) = start_go_server(server_bin, &cert);
+        std::thread::sleep(Duration::from_millis(300));
+        for path in ["/hello-go", "/post-it"] {
+            let out = run(Command::new(client_bin)
+                .arg("client")
+                .arg(format!("https://tapline.test:{port}{path}"))
+                .arg(&cert.cert)
+                .arg("300"))
+            .expect("go client runs to completion under the probes");
+            let want = if path == "/hello-go" { "go says /hello-go".to_string() } else { "got 2000 bytes".into() };
+            assert_eq!(String::from_utf8_lossy(&out.stdout), want);
+        }
+        let ev = agent
+            .wait_for(Duration::from_secs(15), "go client and server", |ev| {
+                let records = |d| {
+                    connections_to(ev, port, d)
+                        .iter()
+                        .map(|c| artifacts_of(ev, c["meta"]["connectionId"].as_str().unwrap_or("")).len())
+                        .sum::<usize>()
+                };
+                records("egress-internal") == 2 && records("ingress") == 2
+            })
+            .expect("events");
+        for direction in ["egress-internal", "ingress"] {
+            for c in connections_to(&ev, port, direction) {
+                assert_eq!(c["meta"]["tlsProbeTypesDetected"], serde_json::json!(["gotls"]), "{c}");
+                assert_eq!(c["meta"]["tlsProbeIntrospected"], true);
+                assert_eq!(c["meta"]["endpointId"], "tapline.test");
+                assert_eq!(c["tlsVersion"], 772);
+                assert_eq!(c["l7Protocol"], "http1");
+                let a = one(artifacts_of(&ev, c["meta"]["connectionId"].as_str().unwrap()), "record");
+                let o = fetch_object(&agent, a);
+                let path = o["request"]["path"].as_str().unwrap_or("").to_string();
+                assert_eq!(o["request"]["url"], format!("https://tapline.test:{port}{path}"));
+                if path == "/post-it" {
+                    assert_eq!(o["request"]["method"], "POST");
+                    assert_eq!(b64(&o["request"]["body"]), vec![b'g'; 2000], "{direction}");
+                    assert_eq!(b64(&o["response"]["body"]), b"got 2000 bytes");
+                } else {
+                    assert_eq!(path, "/hello-go");
+                    assert_eq!(b64(&o["response"]["body"]), b"go says /hello-go", "{direction}");
+                }
+            }
+        }
+    }
+    let stopped = agent.stop().expect("stop");
+    assert!(stopped.stderr.contains("\"symbols\":\"Pclntab\""), "stripped binary read from .gopclntab");
+    assert!(stopped.stderr.contains("\"symbols\":\"Symtab\""));
+    let lat = attach_latencies_ms(&stopped.stderr);
+    assert!(lat.len() >= 2 && lat.iter().all(|ms| *ms < 200), "attached within 200 ms of exec: {lat:?}");
+    stopped.check_data_model().expect("data model");
+}
+
+/// A Go binary whose version has unknown offsets is reported once as an `issue` event and
+/// left alone: it runs normally and its connection is reported from the ciphertext.
+#[test]
+fn go_binary_with_unknown_version_is_reported_and_skipped() {
+    let _lock = probe_lock();
+    let cert = TestCert::new().expect("cert");
+    let bin = build_go(cert.dir.path(), "gotls", false);
+    let version = String::from_utf8(run(Command::new("go").args(["env", "GOVERSION"])).expect("go env").stdout)
+        .expect("utf8")
+        .trim()
+        .to_string();
+    // Same length, a minor version far beyond what tapline knows: go1.19.8 -> go1.99.8.
+    let mut fake = version.clone().into_bytes();
+    fake[4] = b'9';
+    let fake = String::from_utf8(fake).expect("ascii");
+    let fake = fake.as_str();
+    let mut data = std::fs::read(&bin).unwrap();
+    let mut replaced = 0;
+    let mut i = 0;
+    while let Some(at) = data[i..].windows(version.len()).position(|w| w == version.as_bytes()) {
+        data[i + at..i + at + version.len()].copy_from_slice(fake.as_bytes());
+        i += at + version.len();
+        replaced += 1;
+    }
+    assert!(replaced > 0, "{version} found in the binary");
+    let future = cert.dir.path().join("gotls-future");
+    std::fs::write(&future, &data).unwrap();
+    std::fs::set_permissions(&future, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+
+    let (_server, port, server_cert) = start_https_server("127.0.0.1", None).expect("server");
+    let agent = Agent::start(Some(FULL), &[]).expect("agent");
+    for _ in 0..2 {
+        let out = run(Command::new(&future)
+            .arg("client")
+            .arg(format!("https://tapline.test:{port}/future"))
+            .arg(&server_cert.cert)
+            .arg("300"))
+        .expect("the skipped binary runs normally");
+        assert_eq!(out.stdout, b"hello /future");
+    }
+    let ev = agent
+        .wait_for(Duration::from_secs(15), "the issue event and both connections", |ev| {
+            items(ev, "issue").iter().any(|i| i["error"] == "gotls_unsupported_go_version")
+                && connections_to(ev, port, "egress-internal").len() == 2
+        })
+        .expect("issue");
+    for c in connections_to(&ev, port, "egress-internal") {
+        assert_eq!(c["l7Protocol"], "other", "not decrypted: {c}");
+        assert_eq!(c["tlsVersion"], 772);
+        assert_eq!(c["meta"]["endpointId"], "tapline.test");
+    }
+    let issues: Vec<&Value> =
+        items(&ev, "issue").into_iter().filter(|i| i["error"] == "gotls_unsupported_go_version").collect();
+    assert_eq!(issues.len(), 1, "reported once for two runs: {issues:#?}");
+    assert!(issues[0]["triggerReasons"][0].as_str().unwrap_or("").contains(fake), "{:#?}", issues[0]);
+    agent.stop().expect("stop").check_data_model().expect("data model");
 }

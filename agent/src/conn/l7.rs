@@ -494,7 +494,14 @@ mod tests {
             // A server reads the 5-byte record header first, then the body.
             s.on_data(Role::Client, Direction::Ingress, &SH13[..5], now, policy(), &mut out);
             s.on_data(Role::Client, Direction::Ingress, &SH13[5..], now, policy(), &mut out);
-            s.on_data(Role::Client, Direction::Egress, b"\x17\x03\x03\x00\x10GET / HTTP/1.1\r\n", now, policy(), &mut out);
+            s.on_data(
+                Role::Client,
+                Direction::Egress,
+                b"\x17\x03\x03\x00\x10GET / HTTP/1.1\r\n",
+                now,
+                policy(),
+                &mut out,
+            );
             let t = s.tls().expect("TLS state");
             assert_eq!(t.sni(), Some("example.com"), "split at {split}");
             assert_eq!(t.version(), Some(772));

@@ -497,6 +497,102 @@ int tl_ssl_ret(struct pt_regs *ctx)
     return 0;
 }
 
+/* ---------------- Go crypto/tls (uprobes; no uretprobes: they break Go's stack) ----------------
+ * Entry probes on crypto/tls.(*Conn).Write / Read and plain uprobes on every RET of each.
+ * Register ABI (Go >= 1.17, amd64): receiver in rax, the []byte in rbx (ptr) / rcx (len);
+ * results: n in rax. The goroutine's g pointer is in r14: a goroutine keeps its g from entry
+ * to return even if it moves to another thread, and no other goroutine can hold that g
+ * meanwhile, so (tgid, g) pairs an entry with its return. The socket's fd is read from the
+ * Conn: Conn.conn (a net.Conn interface: itab, data) -> *net.TCPConn -> conn.fd (*netFD) ->
+ * pfd (poll.FD) -> Sysfd, at offsets stable for go1.17 and later (userspace checks versions). */
+
+#define GO_CONN_IFACE_DATA 8 /* tls.Conn.conn is the first field; the interface's data word */
+#define GO_NETFD_SYSFD 16    /* poll.FD{fdmu fdMutex (16 bytes), Sysfd int} */
+
+struct go_key {
+    __u64 g;
+    __u32 tgid;
+    __u32 pad;
+};
+
+struct go_call {
+    __u64 buf;
+    __s32 fd;
+    __u32 dir;
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(max_entries, 16384);
+    __type(key, struct go_key);
+    __type(value, struct go_call);
+} GO_CALLS SEC(".maps");
+
+static __always_inline int go_fd_of_conn(__u64 conn)
+{
+    __u64 data = 0, netfd = 0;
+    __s64 fd = -1;
+    if (bpf_probe_read_user(&data, sizeof(data), (void *)(conn + GO_CONN_IFACE_DATA)) || !data)
+        return -1;
+    if (bpf_probe_read_user(&netfd, sizeof(netfd), (void *)data) || !netfd)
+        return -1;
+    if (bpf_probe_read_user(&fd, sizeof(fd), (void *)(netfd + GO_NETFD_SYSFD)))
+        return -1;
+    return fd < 0 || fd > 0x7fffffff ? -1 : (int)fd;
+}
+
+static __always_inline int go_enter(struct pt_regs *ctx, __u32 dir)
+{
+    __u64 id = bpf_get_current_pid_tgid();
+    if (ignored(id >> 32))
+        return 0;
+    int fd = go_fd_of_conn(ctx->ax);
+    if (fd < 0)
+        return 0;
+    struct go_key k = { .g = ctx->r14, .tgid = id >> 32 };
+    struct go_call c = { .buf = ctx->bx, .fd = fd, .dir = dir };
+    bpf_map_update_elem(&GO_CALLS, &k, &c, BPF_ANY);
+    return 0;
+}
+
+static __always_inline int go_return(struct pt_regs *ctx, __u32 dir)
+{
+    __u64 id = bpf_get_current_pid_tgid();
+    struct go_key k = { .g = ctx->r14, .tgid = id >> 32 };
+    struct go_call *cp = bpf_map_lookup_elem(&GO_CALLS, &k);
+    if (!cp || cp->dir != dir)
+        return 0;
+    struct go_call c = *cp;
+    bpf_map_delete_elem(&GO_CALLS, &k);
+    __s64 n = (__s64)ctx->ax;
+    if (n <= 0)
+        return 0;
+    __u64 sock = sock_of_fd(id, c.fd);
+    if (!sock) {
+        lose(TL_LOSS_TLS_NO_SOCKET, (__u64)n);
+        return 0;
+    }
+    struct pending p = {
+        .sock = sock,
+        .buf = c.buf,
+        .fd = c.fd,
+        .kind = BUF_PLAIN,
+        .dir = dir,
+        .source = TL_SRC_GOTLS,
+    };
+    emit_data(id, &p, (__u64)n);
+    return 0;
+}
+
+SEC("uprobe")
+int tl_go_write(struct pt_regs *ctx) { return go_enter(ctx, TL_EGRESS); }
+SEC("uprobe")
+int tl_go_write_ret(struct pt_regs *ctx) { return go_return(ctx, TL_EGRESS); }
+SEC("uprobe")
+int tl_go_read(struct pt_regs *ctx) { return go_enter(ctx, TL_INGRESS); }
+SEC("uprobe")
+int tl_go_read_ret(struct pt_regs *ctx) { return go_return(ctx, TL_INGRESS); }
+
 #define ARG(n) (ctx->args[n])
 
 SEC("tracepoint/syscalls/sys_enter_write")
