@@ -5,7 +5,7 @@ set -euo pipefail
 
 need_apt=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-for p in clang libbpf-dev bpftool llvm curl ca-certificates openssl python3-requests jq iproute2 procps util-linux \
+for p in clang libbpf-dev bpftool llvm curl ca-certificates openssl libssl-dev python3-requests jq iproute2 procps util-linux \
          nginx golang-go; do
   have_pkg "$p" || need_apt+=("$p")
 done

@@ -82,6 +82,33 @@ fn curl_https_tls13_and_tls12_both_sides_decrypted() {
     stopped.check_data_model().expect("data model");
 }
 
+/// python httpx (HTTP/1.1 here; its HTTP/2 is decoded in a later release) through OpenSSL 3.
+#[test]
+fn python_httpx_over_https() {
+    let _lock = probe_lock();
+    let (_server, port, cert) = start_https_server("127.0.0.1", None).expect("server");
+    let agent = Agent::start(Some(FULL), &[]).expect("agent");
+    let script = format!(
+        "import httpx\nwith httpx.Client(verify='{}', http2=False) as c:\n    print(c.get('https://localhost:{port}/httpx').text)",
+        cert.cert.display()
+    );
+    let out = run(Command::new("python3").args(["-c", &script])).expect("python httpx");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "hello /httpx");
+    let ev = agent
+        .wait_for(Duration::from_secs(15), "httpx connection", |ev| {
+            connections_to(ev, port, "egress-internal").len() == 1
+        })
+        .expect("events");
+    let c = one(connections_to(&ev, port, "egress-internal"), "httpx client");
+    assert_eq!(c["meta"]["tlsProbeIntrospected"], true);
+    assert_eq!(c["meta"]["endpointId"], "localhost");
+    let a = one(artifacts_of(&ev, c["meta"]["connectionId"].as_str().unwrap()), "record");
+    let o = fetch_object(&agent, a);
+    assert_eq!(o["request"]["url"], format!("https://localhost:{port}/httpx"));
+    assert_eq!(b64(&o["response"]["body"]), b"hello /httpx");
+    agent.stop().expect("stop").check_data_model().expect("data model");
+}
+
 #[test]
 fn python_requests_post_over_https() {
     let _lock = probe_lock();
@@ -115,6 +142,44 @@ fn python_requests_post_over_https() {
 /// `openssl s_client` talking to `openssl s_server` in its plain mode, which moves bytes with
 /// SSL_read/SSL_write (its `-www` mode goes through OpenSSL's SSL BIO, whose internal read path
 /// is not an exported function, so no user-space TLS tracer sees it).
+/// OpenSSL linked statically into an executable: found by scanning the executable's ELF
+/// symbols on exec, then decrypted like the shared library.
+#[test]
+fn statically_linked_openssl_client() {
+    let _lock = probe_lock();
+    let (_server, port, cert) = start_https_server("127.0.0.1", None).expect("server");
+    let bin = cert.dir.path().join("static_tls_client");
+    run(Command::new("gcc").args(["-O1", "-o"]).arg(&bin).arg(fixture("static_tls_client.c")).args([
+        "-Wl,-Bstatic",
+        "-lssl",
+        "-lcrypto",
+        "-Wl,-Bdynamic",
+        "-lpthread",
+        "-ldl",
+    ]))
+    .expect("gcc with libssl-dev's static libraries");
+    let ldd = run(Command::new("ldd").arg(&bin)).expect("ldd");
+    assert!(!String::from_utf8_lossy(&ldd.stdout).contains("libssl"), "no shared libssl");
+    let agent = Agent::start(Some(FULL), &[]).expect("agent");
+    let out = run(Command::new(&bin).args([&port.to_string(), "tapline.test", "/static-openssl", "300"]))
+        .expect("static client");
+    assert_eq!(out.stdout, b"hello /static-openssl");
+    let ev = agent
+        .wait_for(Duration::from_secs(15), "static client", |ev| connections_to(ev, port, "egress-internal").len() == 1)
+        .expect("events");
+    let c = one(connections_to(&ev, port, "egress-internal"), "static client");
+    assert_eq!(c["meta"]["tlsProbeTypesDetected"], serde_json::json!(["openssl"]));
+    assert_eq!(c["meta"]["tlsProbeIntrospected"], true, "{c}");
+    assert_eq!(c["source"]["exe"], bin.display().to_string());
+    let a = one(artifacts_of(&ev, c["meta"]["connectionId"].as_str().unwrap()), "record");
+    let o = fetch_object(&agent, a);
+    assert_eq!(o["request"]["url"], "https://tapline.test/static-openssl");
+    assert_eq!(b64(&o["response"]["body"]), b"hello /static-openssl");
+    let stopped = agent.stop().expect("stop");
+    let lat = attach_latencies_ms(&stopped.stderr);
+    assert!(!lat.is_empty() && lat.iter().all(|ms| *ms < 200), "attached within 200 ms of exec: {lat:?}");
+}
+
 #[test]
 fn openssl_s_client_to_s_server() {
     use std::io::{BufRead, BufReader, Read, Write};
