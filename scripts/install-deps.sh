@@ -6,7 +6,7 @@ set -euo pipefail
 need_apt=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 for p in clang libbpf-dev bpftool llvm curl ca-certificates openssl libssl-dev python3-requests jq iproute2 procps util-linux \
-         nginx golang-go; do
+         nginx golang-go nghttp2-client; do
   have_pkg "$p" || need_apt+=("$p")
 done
 if [ "${#need_apt[@]}" -gt 0 ]; then
@@ -21,9 +21,9 @@ if ! python3 -c 'import requests' 2>/dev/null; then
   echo "install-deps: pip install requests" >&2
   python3 -m pip install -q --disable-pip-version-check requests
 fi
-if ! python3 -c 'import httpx, h2' 2>/dev/null; then
-  echo "install-deps: pip install httpx[http2]" >&2
-  python3 -m pip install -q --disable-pip-version-check 'httpx[http2]'
+if ! python3 -c 'import httpx, h2, grpc' 2>/dev/null; then
+  echo "install-deps: pip install httpx[http2] grpcio" >&2
+  python3 -m pip install -q --disable-pip-version-check 'httpx[http2]' grpcio
 fi
 # nginx is started by the tests themselves with their own config; keep the distro unit from holding port 80.
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active -q nginx 2>/dev/null; then systemctl stop nginx || true; fi

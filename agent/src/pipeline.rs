@@ -16,7 +16,7 @@ use tapline_ebpf::{DataSource, Record, Role};
 use tapline_output::event::{Event, EventStore};
 use tapline_output::ids::new_id;
 use tapline_output::metrics::{ComponentMetrics, Metrics};
-use tapline_output::model::{self, Tags};
+use tapline_output::model::{self, L7Protocol, Tags};
 use tapline_output::object::{ObjectStore, StoredObject};
 use tracing::{debug, warn};
 
@@ -82,6 +82,7 @@ struct PipelineMetrics {
     gap_bytes: Counter,
     active: Gauge,
     http1: ComponentMetrics,
+    http2: ComponentMetrics,
     capture: ComponentMetrics,
     connections: ComponentMetrics,
 }
@@ -95,6 +96,7 @@ impl PipelineMetrics {
             gap_bytes: Counter::default(),
             active: Gauge::default(),
             http1: metrics.component("parser", "http1"),
+            http2: metrics.component("parser", "http2"),
             capture: metrics.component("plugin", "http_capture"),
             connections: metrics.component("tracker", "connections"),
         };
@@ -274,6 +276,15 @@ impl Pipeline {
                 ingress: StreamCursor::default(),
                 l7: L7State::default(),
                 plain: None,
+                // A socket met mid-life: its listeners tell which side the process is on.
+                server_hint: (role == Role::Unknown).then(|| crate::process::sockets::infer_role(pid, local)).and_then(
+                    |r| match r {
+                        Role::Server => Some(true),
+                        Role::Client => Some(false),
+                        Role::Unknown => None,
+                    },
+                ),
+                hpack_issue_raised: false,
                 host: None,
                 reports: 0,
                 last_report: at,
@@ -289,6 +300,42 @@ impl Pipeline {
     /// Processes that called exec since the last call (for TLS probe discovery).
     pub fn take_execs(&mut self) -> Vec<(u32, SystemTime)> {
         std::mem::take(&mut self.execs)
+    }
+
+    /// An HTTP/2 connection whose header compression state is unknown (met in its middle, or
+    /// bytes lost): one `issue` per connection, so users know why it has no transactions.
+    fn hpack_state_unknown(&mut self, sock: u64, now: SystemTime) {
+        let Some(conn) = self.conns.get_mut(&sock) else { return };
+        self.m.http2.error("hpack_state_unknown");
+        if std::mem::replace(&mut conn.hpack_issue_raised, true) {
+            return;
+        }
+        let Some(conn) = self.conns.get(&sock) else { return };
+        if !Self::reportable(&self.settings, conn) {
+            return;
+        }
+        let ev = model::Issue {
+            connection_id: conn.id.clone(),
+            endpoint_id: conn.endpoint_id(),
+            request_id: String::new(),
+            tags: vec![format!("host:{}", self.settings.hostname), "protocol:http2".to_string()],
+            timestamp: model::rfc3339(now),
+            direction: Some(conn.direction()),
+            error: "http2_hpack_state_unknown".to_string(),
+            url: String::new(),
+            path: String::new(),
+            method: String::new(),
+            status: None,
+            trigger_conditions: vec!["http2:hpack_state_unknown".to_string()],
+            trigger_reasons: vec![
+                "the HTTP/2 header compression state of this connection is unknown (it was already open when \
+                 capture started, or bytes were lost): its headers cannot be decoded, so no transactions are \
+                 reported for it; its bytes are still counted"
+                    .to_string(),
+            ],
+            count: 0,
+        };
+        Self::emit(&self.m, &self.event_stores, Event::Issue(ev));
     }
 
     /// Reports a binary the TLS probes cannot read as an `issue` event (agent-level: no
@@ -347,7 +394,11 @@ impl Pipeline {
                 admit_and_feed(&self.m, cursor, l7, role, dir, pos, bytes, at, policy, &mut out);
             }
         }
-        self.m.http1.received(bytes.len() as u64);
+        match self.conns.get(&sock).map(|c| c.app().protocol()) {
+            Some(L7Protocol::Http1) => self.m.http1.received(bytes.len() as u64),
+            Some(L7Protocol::Http2) => self.m.http2.received(bytes.len() as u64),
+            _ => {}
+        }
         self.after_l7(sock, out, at);
     }
 
@@ -358,6 +409,9 @@ impl Pipeline {
                 Notice::ParseError(e) => self.m.http1.error(e.reason()),
                 Notice::OrphanResponse => self.m.http1.discarded("response_without_request", 1),
                 Notice::Upgraded => {}
+                Notice::Http2(e) => self.m.http2.error(e.reason()),
+                Notice::StreamReset => self.m.http2.discarded("stream_reset_before_response", 1),
+                Notice::HpackStateUnknown => self.hpack_state_unknown(sock, now),
             }
         }
         if out.unanswered > 0 {
@@ -373,7 +427,12 @@ impl Pipeline {
             conn.host = out
                 .transactions
                 .iter()
-                .find_map(|t| t.request.headers.iter().find(|h| h.name.eq_ignore_ascii_case("host")))
+                .find_map(|t| {
+                    let hs = &t.request.headers;
+                    hs.iter()
+                        .find(|h| h.name == ":authority")
+                        .or_else(|| hs.iter().find(|h| h.name.eq_ignore_ascii_case("host")))
+                })
                 .map(|h| host_without_port(&h.value).to_string())
                 .filter(|h| !h.is_empty());
         }
@@ -413,7 +472,7 @@ impl Pipeline {
             direction: conn.direction(),
             process: &conn.process,
             scheme: if conn.is_tls() { "https" } else { "http" },
-            protocol: "http1",
+            body_cap: settings.body_cap,
             server_side,
             fallback_authority: dst.to_string(),
         };
@@ -474,7 +533,7 @@ impl Pipeline {
         if let Some(ip) = s.local_ip {
             tags.add("ip", &ip.to_string());
         }
-        tags.add("protocol", conn.app().protocol().as_str());
+        tags.add("protocol", conn.app().tag_protocol().as_str());
         tags.add("strategy", "observe");
         let p = &conn.process;
         let local = model::Endpoint {

@@ -295,36 +295,92 @@ impl Drop for Proc {
     }
 }
 
-/// The test HTTP server (tests/fixtures/http_server.py) on `host`; returns it and its port.
-pub fn start_http_server(host: &str) -> Result<(Proc, u16)> {
+/// Starts `python3 tests/fixtures/<script> <args>`, a server that prints its port on its first
+/// stdout line; returns it and the port.
+pub fn start_fixture<S: AsRef<std::ffi::OsStr>>(script: &str, args: &[S]) -> Result<(Proc, u16)> {
     let mut child = Command::new("python3")
-        .arg(fixture("http_server.py"))
-        .arg(host)
+        .arg(fixture(script))
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()?;
     let mut out = BufReader::new(child.stdout.take().context("stdout")?);
     let mut line = String::new();
     out.read_line(&mut line)?;
-    let port = line.trim().parse().with_context(|| format!("server printed {line:?}"))?;
+    let port = line.trim().parse().with_context(|| format!("{script} printed {line:?}"))?;
     Ok((Proc { child }, port))
+}
+
+/// The test HTTP server (tests/fixtures/http_server.py) on `host`; returns it and its port.
+pub fn start_http_server(host: &str) -> Result<(Proc, u16)> {
+    start_fixture("http_server.py", &[host])
 }
 
 /// The test HTTPS server: the same server behind TLS with a fresh self-signed certificate for
 /// `tapline.test`, `localhost` and 127.0.0.1. `tls_max` caps the version ("1.2").
 pub fn start_https_server(host: &str, tls_max: Option<&str>) -> Result<(Proc, u16, TestCert)> {
     let cert = TestCert::new()?;
-    let mut cmd = Command::new("python3");
-    cmd.arg(fixture("http_server.py")).arg(host).arg(&cert.cert).arg(&cert.key);
+    let mut args: Vec<std::ffi::OsString> = vec![host.into(), cert.cert.clone().into(), cert.key.clone().into()];
     if let Some(v) = tls_max {
-        cmd.arg(v);
+        args.push(v.into());
     }
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn()?;
-    let mut out = BufReader::new(child.stdout.take().context("stdout")?);
-    let mut line = String::new();
-    out.read_line(&mut line)?;
-    let port = line.trim().parse().with_context(|| format!("server printed {line:?}"))?;
-    Ok((Proc { child }, port, cert))
+    let (proc, port) = start_fixture("http_server.py", &args)?;
+    Ok((proc, port, cert))
+}
+
+/// Waits until something listens on 127.0.0.1:`port`, without connecting to it (a probe
+/// connection would be a client to servers that take one at a time).
+pub fn wait_listening(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let suffix = format!(":{port:04X}");
+    let listening = || {
+        ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|f| {
+            std::fs::read_to_string(f).unwrap_or_default().lines().any(|l| {
+                let cols: Vec<&str> = l.split_whitespace().collect();
+                cols.len() > 3 && cols[1].ends_with(&suffix) && cols[3] == "0A"
+            })
+        })
+    };
+    while !listening() {
+        assert!(Instant::now() < deadline, "nothing listens on {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Starts nginx (from apt) in the foreground with one `server { ... }` per entry of `servers`
+/// (their bodies), the test certificate as the default TLS certificate, its files in the
+/// certificate's temporary directory. Returns once every `listen` port accepts.
+pub fn start_nginx(cert: &TestCert, servers: &[String]) -> Result<Proc> {
+    let dir = cert.dir.path();
+    let blocks: String = servers.iter().map(|b| format!("  server {{ {b} }}\n")).collect();
+    let conf = format!(
+        "daemon off; master_process off; user root; pid {d}/nginx.pid;\n\
+         error_log {d}/error.log;\nevents {{ worker_connections 512; }}\n\
+         http {{ access_log off; client_body_temp_path {d}; proxy_temp_path {d}; fastcgi_temp_path {d};\n\
+         uwsgi_temp_path {d}; scgi_temp_path {d};\n\
+         ssl_certificate {c}; ssl_certificate_key {k};\n{blocks}}}\n",
+        d = dir.display(),
+        c = cert.cert.display(),
+        k = cert.key.display(),
+    );
+    let conf_path = dir.join("nginx.conf");
+    std::fs::write(&conf_path, conf)?;
+    let child = Command::new("nginx")
+        .arg("-c")
+        .arg(&conf_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("nginx (apt install nginx)")?;
+    let proc = Proc { child };
+    for b in servers {
+        for port in
+            b.split("listen ").skip(1).filter_map(|r| r.split([' ', ';']).next()?.rsplit(':').next()?.parse().ok())
+        {
+            wait_listening(port);
+        }
+    }
+    Ok(proc)
 }
 
 /// A self-signed certificate and key in a temporary directory.

@@ -262,29 +262,11 @@ fn nginx_tls12_and_tls13_ingress() {
     let (p12, p13) = (free_port(), free_port());
     let dir = cert.dir.path();
     std::fs::write(dir.join("index.html"), "nginx over tls\n").unwrap();
-    let conf = format!(
-        "daemon off; master_process on; worker_processes 1; user root; pid {d}/nginx.pid;\n\
-         error_log {d}/error.log;\nevents {{ worker_connections 64; }}\n\
-         http {{ access_log off; client_body_temp_path {d}; proxy_temp_path {d}; fastcgi_temp_path {d};\n\
-         uwsgi_temp_path {d}; scgi_temp_path {d};\n\
-         ssl_certificate {c}; ssl_certificate_key {k};\n\
-         server {{ listen 127.0.0.1:{p12} ssl; ssl_protocols TLSv1.2; root {d}; }}\n\
-         server {{ listen 127.0.0.1:{p13} ssl; ssl_protocols TLSv1.3; root {d}; }} }}\n",
-        d = dir.display(),
-        c = cert.cert.display(),
-        k = cert.key.display(),
-    );
-    let conf_path = dir.join("nginx.conf");
-    std::fs::write(&conf_path, conf).unwrap();
-    let _nginx = Proc {
-        child: Command::new("nginx")
-            .arg("-c")
-            .arg(&conf_path)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("nginx"),
-    };
+    let servers = [
+        format!("listen 127.0.0.1:{p12} ssl; ssl_protocols TLSv1.2; root {};", dir.display()),
+        format!("listen 127.0.0.1:{p13} ssl; ssl_protocols TLSv1.3; root {};", dir.display()),
+    ];
+    let _nginx = start_nginx(&cert, &servers).expect("nginx");
     wait_listening(p12);
     wait_listening(p13);
     let agent = Agent::start(Some(FULL), &[]).expect("agent");
@@ -431,25 +413,6 @@ fn two_thousand_short_lived_https_clients() {
     assert!(after < before + 16 * 1024, "RSS grew from {before} KiB to {after} KiB over 2000 processes");
     let stopped = agent.stop().expect("stop");
     assert!(stopped.stderr.matches("OpenSSL probes attached").count() <= 3, "attach work is per file");
-}
-
-/// Waits until something listens on 127.0.0.1:`port`, without connecting to it (a probe
-/// connection would be a client to servers that take one at a time).
-fn wait_listening(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let suffix = format!(":{port:04X}");
-    let listening = || {
-        ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|f| {
-            std::fs::read_to_string(f).unwrap_or_default().lines().any(|l| {
-                let cols: Vec<&str> = l.split_whitespace().collect();
-                cols.len() > 3 && cols[1].ends_with(&suffix) && cols[3] == "0A"
-            })
-        })
-    };
-    while !listening() {
-        assert!(Instant::now() < deadline, "nothing listens on {port}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// Builds the Go test program (tests/fixtures/gotls) with the apt Go toolchain into `dir`.

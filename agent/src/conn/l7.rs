@@ -1,13 +1,16 @@
-//! Layer-7 state of a connection: protocol detection on the first bytes, then the HTTP/1
-//! parser and the transaction assembler fed in arrival order.
+//! Layer-7 state of a connection: protocol detection on the first bytes, then the HTTP/1 or
+//! HTTP/2 parser and its transaction assembler fed in arrival order (or, for TLS, the
+//! handshake reader).
 
 use std::time::SystemTime;
 
 use tapline_ebpf::{Direction, Role};
 use tapline_output::model::L7Protocol;
 
-use crate::proto::http1::{self, Detection, Parser, Side};
+use crate::proto::http1::{self, Detection, Header, Parser, Side};
+use crate::proto::http2;
 use crate::proto::tls::{self, ClientHello, Hello, Parse, ServerHello};
+use crate::txn::h2::StreamAssembler;
 use crate::txn::{Assembler, BodyPolicy, Notice, Transaction};
 
 /// Bytes kept per direction while the protocol is still undecided.
@@ -33,6 +36,48 @@ pub struct Http1Conn {
     upgraded: bool,
 }
 
+/// An HTTP/2 connection being parsed.
+pub struct Http2Conn {
+    parser: http2::Parser,
+    streams: StreamAssembler,
+    /// The kernel direction that carries the client's frames.
+    requests: Direction,
+    /// A gRPC exchange was seen (content-type application/grpc*).
+    grpc: bool,
+}
+
+/// The HTTP/2 client connection preface.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Streams tracked at once per HTTP/2 connection.
+const H2_MAX_STREAMS: usize = 10_000;
+
+impl Http2Conn {
+    fn new(parser: http2::Parser, requests: Direction, policy: BodyPolicy) -> Self {
+        Self { parser, streams: StreamAssembler::new(policy, H2_MAX_STREAMS), requests, grpc: false }
+    }
+
+    fn side(&self, dir: Direction) -> Side {
+        if dir == self.requests { Side::Client } else { Side::Server }
+    }
+
+    fn feed(&mut self, dir: Direction, bytes: &[u8], at: SystemTime, out: &mut L7Output) {
+        self.parser.feed(self.side(dir), bytes);
+        self.drain(at, out);
+    }
+
+    fn drain(&mut self, at: SystemTime, out: &mut L7Output) {
+        let first = out.transactions.len();
+        while let Some(ev) = self.parser.poll_event() {
+            self.streams.on_event(ev, at, &mut out.transactions, &mut out.notices);
+        }
+        let is_grpc = |hs: &[Header]| {
+            hs.iter().any(|h| h.name.eq_ignore_ascii_case("content-type") && h.value.starts_with("application/grpc"))
+        };
+        self.grpc |= out.transactions[first..].iter().any(|t| is_grpc(&t.request.headers));
+    }
+}
+
 /// Protocol state of one connection.
 pub enum L7State {
     /// Still looking at the first bytes of each direction.
@@ -44,6 +89,8 @@ pub enum L7State {
     },
     /// HTTP/1.x.
     Http1(Box<Http1Conn>),
+    /// HTTP/2 (prior knowledge, ALPN h2 in the plaintext of TLS, or upgraded from HTTP/1.1).
+    Http2(Box<Http2Conn>),
     /// TLS records: the handshake is read for its metadata; the rest is ciphertext.
     Tls(Box<TlsHandshake>),
     /// Not a protocol tapline parses: only bytes are counted.
@@ -142,13 +189,77 @@ impl TlsHandshake {
 
 enum Decision {
     Wait,
-    Http1 { requests: Direction },
+    Http1 {
+        requests: Direction,
+    },
+    /// HTTP/2; `mid`: met in the middle of the connection (no preface, HPACK state unknown).
+    Http2 {
+        requests: Direction,
+        mid: bool,
+    },
     Tls,
     Other,
 }
 
+/// Whether `b` starts with the HTTP/2 preface: `None` while it is a shorter prefix of it.
+fn h2_preface(b: &[u8]) -> Option<bool> {
+    let n = b.len().min(H2_PREFACE.len());
+    if b[..n] != H2_PREFACE[..n] {
+        Some(false)
+    } else if n < H2_PREFACE.len() {
+        None
+    } else {
+        Some(true)
+    }
+}
+
+/// Whether `b` plausibly starts at an HTTP/2 frame boundary (a connection met in its middle):
+/// a known type, flags that type can carry, a stream id fitting the type, a length within the
+/// default maximum frame size, and — when the bytes reach it — a plausible next frame too.
+pub fn looks_like_h2_frames(b: &[u8]) -> bool {
+    fn header_ok(h: &[u8]) -> Option<usize> {
+        let len = (usize::from(h[0]) << 16) | (usize::from(h[1]) << 8) | usize::from(h[2]);
+        let (kind, flags) = (h[3], h[4]);
+        let stream = u32::from_be_bytes([h[5], h[6], h[7], h[8]]);
+        let stream_frame = matches!(kind, 0 | 1 | 2 | 3 | 5 | 9);
+        let allowed_flags: u8 = match kind {
+            0 => 0x09,
+            1 => 0x2d,
+            4 | 6 => 0x01,
+            5 => 0x0c,
+            9 => 0x04,
+            2 | 3 | 7 | 8 => 0x00,
+            _ => return None,
+        };
+        let ok = len <= 16_384
+            && flags & !allowed_flags == 0
+            && stream & 0x8000_0000 == 0
+            && (kind == 8 || (stream != 0) == stream_frame)
+            && (kind != 8 || len == 4)
+            && (kind != 6 || len == 8)
+            && (kind != 4 || len % 6 == 0);
+        ok.then_some(len)
+    }
+    if b.len() < 9 {
+        return false;
+    }
+    let Some(len) = header_ok(&b[..9]) else { return false };
+    match b.get(9 + len..9 + len + 9) {
+        Some(next) => header_ok(next).is_some(),
+        None => true,
+    }
+}
+
 fn decide(role: Role, egress: &[u8], ingress: &[u8]) -> Decision {
-    // TLS first: its records cannot be mistaken for HTTP/1 text, and either side may speak first.
+    // The HTTP/2 preface first ("PRI * HTTP/2.0" would otherwise look like an HTTP/1 request).
+    for (b, dir) in [(egress, Direction::Egress), (ingress, Direction::Ingress)] {
+        match h2_preface(b) {
+            Some(true) => return Decision::Http2 { requests: dir, mid: false },
+            None if !b.is_empty() => return Decision::Wait,
+            _ => {}
+        }
+    }
+    // TLS next: its records cannot be mistaken for HTTP/1 text, and either side may speak first.
     let (te, ti) = (tls::looks_like_tls_record(egress), tls::looks_like_tls_record(ingress));
     if te == Some(true) || ti == Some(true) {
         return Decision::Tls;
@@ -175,12 +286,23 @@ fn decide(role: Role, egress: &[u8], ingress: &[u8]) -> Decision {
             Some(Detection::Request) => Decision::Http1 { requests: req_dir },
             Some(Detection::NeedMore) => Decision::Wait,
             Some(_) => Decision::Other,
-            // The peer spoke first: HTTP clients always speak first.
-            None if res.is_some() => Decision::Other,
+            // The peer spoke first: HTTP/1 clients always speak first, but an HTTP/2 server
+            // may send its SETTINGS before the client's preface is seen: wait for the preface.
+            None if res.is_some() => {
+                let res_bytes = if req_dir == Direction::Egress { ingress } else { egress };
+                if looks_like_h2_frames(res_bytes) { Decision::Wait } else { Decision::Other }
+            }
             None => Decision::Wait,
         };
     }
-    // Seen mid-life: whichever side looks like requests (or responses) decides.
+    // Seen mid-life: HTTP/2 frames (no preface will come), or HTTP/1 requests or responses.
+    for (b, dir) in [(egress, Direction::Egress), (ingress, Direction::Ingress)] {
+        if looks_like_h2_frames(b) {
+            // Without headers we cannot tell who is the client: the role decides (unknown here:
+            // the caller resolves it from listening sockets before the first data).
+            return Decision::Http2 { requests: if dir == Direction::Egress { dir } else { opposite(dir) }, mid: true };
+        }
+    }
     for (v, dir) in [(e, Direction::Egress), (i, Direction::Ingress)] {
         match v {
             Some(Detection::Request) => return Decision::Http1 { requests: dir },
@@ -199,7 +321,16 @@ impl L7State {
     pub fn protocol(&self) -> L7Protocol {
         match self {
             L7State::Http1(_) => L7Protocol::Http1,
+            L7State::Http2(_) => L7Protocol::Http2,
             _ => L7Protocol::Other,
+        }
+    }
+
+    /// The `protocol` tag: like [`L7State::protocol`], but `grpc` for HTTP/2 carrying gRPC.
+    pub fn tag_protocol(&self) -> L7Protocol {
+        match self {
+            L7State::Http2(h) if h.grpc => L7Protocol::Grpc,
+            other => other.protocol(),
         }
     }
 
@@ -242,6 +373,7 @@ impl L7State {
     pub fn requests_flow(&self) -> Option<Direction> {
         match self {
             L7State::Http1(h) => Some(h.requests),
+            L7State::Http2(h) => Some(h.requests),
             _ => None,
         }
     }
@@ -251,6 +383,7 @@ impl L7State {
         match self {
             L7State::Detecting { egress, ingress } => egress.len() + ingress.len(),
             L7State::Http1(h) => h.parser.buffered_bytes(),
+            L7State::Http2(h) => h.parser.buffered_bytes(),
             L7State::Tls(t) => t.buffered_bytes(),
             L7State::Other => 0,
         }
@@ -268,7 +401,16 @@ impl L7State {
     ) {
         match self {
             L7State::Other => {}
-            L7State::Http1(h) => h.feed(dir, bytes, at, out),
+            L7State::Http1(h) => {
+                h.feed(dir, bytes, at, out);
+                if let Some(h2) = h.upgrade_to_h2(policy, out) {
+                    *self = L7State::Http2(h2);
+                    if let L7State::Http2(h2) = self {
+                        h2.drain(at, out);
+                    }
+                }
+            }
+            L7State::Http2(h) => h.feed(dir, bytes, at, out),
             L7State::Tls(t) => t.feed(dir, bytes),
             L7State::Detecting { egress, ingress } => {
                 let buf = match dir {
@@ -280,6 +422,21 @@ impl L7State {
                 let overflow = room < bytes.len();
                 match decide(role, egress, ingress) {
                     Decision::Tls => self.become_tls(),
+                    Decision::Http2 { requests, mid } => {
+                        let (eg, ing) = (std::mem::take(egress), std::mem::take(ingress));
+                        let limits = http2::Limits::default();
+                        let mut h = Box::new(Http2Conn::new(http2::Parser::new(limits, !mid), requests, policy));
+                        let (first, second) = match requests {
+                            Direction::Egress => ((Direction::Egress, eg), (Direction::Ingress, ing)),
+                            Direction::Ingress => ((Direction::Ingress, ing), (Direction::Egress, eg)),
+                        };
+                        for (d, b) in [first, second] {
+                            if !b.is_empty() {
+                                h.feed(d, &b, at, out);
+                            }
+                        }
+                        *self = L7State::Http2(h);
+                    }
                     Decision::Wait if !overflow => {}
                     Decision::Wait | Decision::Other => *self = L7State::Other,
                     Decision::Http1 { requests } => {
@@ -326,6 +483,11 @@ impl L7State {
                 Direction::Egress => egress.clear(),
                 Direction::Ingress => ingress.clear(),
             },
+            L7State::Http2(h) => {
+                let side = h.side(dir);
+                h.parser.gap(side, missing);
+                h.drain(at, out);
+            }
             L7State::Tls(t) => t.gap(dir),
             L7State::Other => {}
         }
@@ -333,6 +495,14 @@ impl L7State {
 
     /// The connection closed: flush what the parser can still finish.
     pub fn on_close(&mut self, at: SystemTime, out: &mut L7Output) {
+        if let L7State::Http2(h) = self {
+            h.parser.close(Side::Client);
+            h.parser.close(Side::Server);
+            h.drain(at, out);
+            let (done, unanswered) = h.streams.finish_all(at);
+            out.transactions.extend(done);
+            out.unanswered += unanswered;
+        }
         if let L7State::Http1(h) = self {
             if !h.upgraded {
                 h.parser.close(Side::Client);
@@ -347,6 +517,55 @@ impl L7State {
 }
 
 impl Http1Conn {
+    /// After `Upgrade: h2c` was accepted (101 with `Upgrade: h2c`): the HTTP/2 state that
+    /// continues the connection. The upgrade's HTTP/1 exchange is taken back from `out`: its
+    /// request is stream 1 of HTTP/2, answered there (one transaction, not a 101).
+    fn upgrade_to_h2(&mut self, policy: BodyPolicy, out: &mut L7Output) -> Option<Box<Http2Conn>> {
+        if !self.upgraded {
+            return None;
+        }
+        let is_h2c = |t: &Transaction| {
+            t.response.as_ref().is_some_and(|r| {
+                r.status == 101
+                    && r.headers
+                        .iter()
+                        .any(|h| h.name.eq_ignore_ascii_case("upgrade") && h.value.trim().eq_ignore_ascii_case("h2c"))
+            })
+        };
+        let pos = out.transactions.iter().rposition(is_h2c)?;
+        let txn = out.transactions.remove(pos);
+        if let Some(i) = out.notices.iter().rposition(|n| *n == Notice::Upgraded) {
+            out.notices.remove(i);
+        }
+        let req = txn.request;
+        let host = req.headers.iter().find(|h| h.name.eq_ignore_ascii_case("host")).map(|h| h.value.clone());
+        let mut headers = vec![
+            Header { name: ":method".into(), value: req.method.clone() },
+            Header { name: ":scheme".into(), value: "http".into() },
+            Header { name: ":path".into(), value: req.target.clone() },
+        ];
+        if let Some(host) = host {
+            headers.push(Header { name: ":authority".into(), value: host });
+        }
+        headers.extend(req.headers.into_iter().filter(|h| {
+            let n = h.name.to_ascii_lowercase();
+            !matches!(n.as_str(), "host" | "connection" | "upgrade" | "http2-settings")
+        }));
+        let mut h2 = Box::new(Http2Conn::new(
+            http2::Parser::after_upgrade(http2::Limits::default(), headers),
+            self.requests,
+            policy,
+        ));
+        // The new protocol's first bytes may have arrived with the 101.
+        for side in [Side::Client, Side::Server] {
+            let rest = self.parser.take_upgraded_bytes(side);
+            if !rest.is_empty() {
+                h2.parser.feed(side, &rest);
+            }
+        }
+        Some(h2)
+    }
+
     fn side(&self, dir: Direction) -> Side {
         if dir == self.requests { Side::Client } else { Side::Server }
     }
@@ -546,5 +765,42 @@ mod tests {
         assert!(s.is_detecting(), "one byte is not enough to decide");
         s.on_data(Role::Client, Direction::Egress, b"\x99rest", now, policy(), &mut out);
         assert!(matches!(s, L7State::Other));
+    }
+
+    #[test]
+    fn h2_server_settings_before_the_client_preface_still_detects_http2() {
+        let now = SystemTime::now();
+        let settings = b"\x00\x00\x06\x04\x00\x00\x00\x00\x00\x00\x03\x00\x00\x00\x64";
+        for role in [Role::Client, Role::Server] {
+            let (req_dir, res_dir) = match role {
+                Role::Client => (Direction::Egress, Direction::Ingress),
+                _ => (Direction::Ingress, Direction::Egress),
+            };
+            let mut out = L7Output::default();
+            let mut s = L7State::default();
+            s.on_data(role, res_dir, settings, now, policy(), &mut out);
+            assert!(s.is_detecting(), "{role:?}: a server's SETTINGS first is not the end of detection");
+            s.on_data(role, req_dir, H2_PREFACE, now, policy(), &mut out);
+            assert_eq!(s.protocol(), L7Protocol::Http2, "{role:?}");
+            assert_eq!(s.requests_flow(), Some(req_dir));
+        }
+        // HTTP/1 servers do not speak first: text from the peer first is still `other`.
+        let mut out = L7Output::default();
+        let mut s = L7State::default();
+        s.on_data(Role::Client, Direction::Ingress, b"220 smtp\r\n", now, policy(), &mut out);
+        assert!(matches!(s, L7State::Other));
+    }
+
+    #[test]
+    fn h2_frame_heuristic() {
+        assert!(looks_like_h2_frames(b"\x00\x00\x06\x04\x00\x00\x00\x00\x00"), "SETTINGS on stream 0");
+        assert!(looks_like_h2_frames(b"\x00\x00\x04\x08\x00\x00\x00\x00\x01\x00\x00\x10\x00"), "WINDOW_UPDATE");
+        assert!(!looks_like_h2_frames(b"\x00\x00\x06\x04\x00\x00\x00\x00\x01"), "SETTINGS on a stream");
+        assert!(!looks_like_h2_frames(b"\x00\x00\x05\x08\x00\x00\x00\x00\x01"), "WINDOW_UPDATE must be 4 bytes");
+        assert!(!looks_like_h2_frames(b"GET / HTTP/1.1\r\n"));
+        assert!(!looks_like_h2_frames(b"\x00\x00\x00\x08\x04\xd2\x16\x2f"), "postgres SSLRequest");
+        assert!(!looks_like_h2_frames(b"\x00\x00"), "too short");
+        // A valid first frame followed by garbage where the next header should be.
+        assert!(!looks_like_h2_frames(b"\x00\x00\x00\x04\x01\x00\x00\x00\x00\xff\xff\xff\xff\xff\xff\xff\xff\xff"));
     }
 }

@@ -44,6 +44,10 @@ pub struct Connection {
     pub l7: L7State,
     /// The plaintext a TLS library probe saw on this socket, once it saw any.
     pub plain: Option<Box<Plaintext>>,
+    /// For a socket met mid-life (role unknown): whether its local port has a listener.
+    pub server_hint: Option<bool>,
+    /// An `issue` was raised for this connection's unknown HTTP/2 header state.
+    pub hpack_issue_raised: bool,
     /// The HTTP authority (Host header, without port) once seen.
     pub host: Option<String>,
     /// Number of `connection` reports already emitted.
@@ -115,7 +119,10 @@ impl Connection {
         match self.role {
             Role::Server => true,
             Role::Client => false,
-            Role::Unknown => self.app().requests_flow() == Some(KernelDirection::Ingress),
+            Role::Unknown => match self.server_hint {
+                Some(server) => server,
+                None => self.app().requests_flow() == Some(KernelDirection::Ingress),
+            },
         }
     }
 

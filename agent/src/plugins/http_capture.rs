@@ -11,13 +11,15 @@
 use std::time::SystemTime;
 
 use tapline_output::model::{
-    ArtifactRecord, ArtifactType, Direction, Headers, HttpTransaction, Summary, TxnMetadata, TxnRequest, TxnResponse,
+    ArtifactRecord, ArtifactType, BodyInfo, Direction, Headers, HttpTransaction, Summary, TxnMetadata, TxnRequest,
+    TxnResponse,
 };
 
 use crate::config::CaptureLevel;
 use crate::process::ProcessInfo;
 use crate::proto::http1::Header;
-use crate::txn::Transaction;
+use crate::txn::decode::{BodyEncoding, decode_body};
+use crate::txn::{Body, Transaction};
 
 /// Connection facts a transaction is reported with.
 pub struct TxnContext<'a> {
@@ -31,8 +33,8 @@ pub struct TxnContext<'a> {
     pub process: &'a ProcessInfo,
     /// `http` or `https`.
     pub scheme: &'static str,
-    /// `http1` or `http2`.
-    pub protocol: &'static str,
+    /// Largest body kept (`--http-buffer-size`), also the bound on decoded bodies.
+    pub body_cap: usize,
     /// Whether our process is the server (so it sent the response).
     pub server_side: bool,
     /// The authority to use when the request has no Host header (the destination address).
@@ -85,6 +87,28 @@ fn head_len(first_line: usize, headers: &[Header]) -> u64 {
     (first_line + 2 + hs + 2) as u64
 }
 
+/// The body to store (level full) and what to say about it: bodies are decoded by their
+/// Content-Encoding (bounded by `cap`), stored raw with the reason when that fails, and a body
+/// cut at the cap says so with its full size. Nothing is said about a body stored whole as sent.
+fn stored_body(b: &Body, headers: &[Header], with_bodies: bool, cap: usize) -> (Option<Vec<u8>>, BodyInfo) {
+    if !with_bodies || b.len == 0 {
+        return (None, BodyInfo::default());
+    }
+    let decoded = decode_body(&b.bytes, header(headers, "content-encoding"), cap, !b.truncated);
+    let mut info = BodyInfo { body_truncated: b.truncated || decoded.truncated, ..Default::default() };
+    match decoded.encoding {
+        BodyEncoding::Identity => {}
+        BodyEncoding::Decoded(codings) => info.body_decoded_from = Some(codings.join(", ")),
+        BodyEncoding::Raw { encoding, reason } => {
+            info.body_decode_error = Some(format!("cannot decode Content-Encoding `{encoding}`: {reason}"))
+        }
+    }
+    if info.body_truncated || info.body_decoded_from.is_some() || info.body_decode_error.is_some() {
+        info.body_size = Some(b.len);
+    }
+    (Some(decoded.bytes), info)
+}
+
 /// Builds the object and record for `txn` at `level`; `None` for level none.
 pub fn capture(
     txn: &Transaction,
@@ -98,18 +122,38 @@ pub fn capture(
     }
     let req = &txn.request;
     let res = txn.response.as_ref();
-    let authority = header(&req.headers, "host").map(str::to_string).unwrap_or_else(|| ctx.fallback_authority.clone());
+    // HTTP/2 names the authority in `:authority`; HTTP/1 in Host (an h2 request may carry both).
+    let authority = header(&req.headers, ":authority")
+        .or_else(|| header(&req.headers, "host"))
+        .map(str::to_string)
+        .unwrap_or_else(|| ctx.fallback_authority.clone());
+    let protocol = txn.protocol.as_str();
     let (path, url) = url_parts(&req.target, ctx.scheme, &authority);
     let with_headers = matches!(level, CaptureLevel::Headers | CaptureLevel::Full);
     let with_bodies = level == CaptureLevel::Full;
     let req_content_type = header(&req.headers, "content-type").map(str::to_string);
     let res_content_type = res.and_then(|r| header(&r.headers, "content-type")).map(str::to_string);
 
-    let req_wire = head_len(req.method.len() + 1 + req.target.len() + 9, &req.headers) + txn.request_body.len;
-    let res_wire = res.map(|r| head_len(12 + r.reason.len() + 1, &r.headers) + txn.response_body.len).unwrap_or(0);
+    let (req_wire, res_wire) = match txn.wire_bytes {
+        Some(counted) => counted,
+        None => (
+            head_len(req.method.len() + 1 + req.target.len() + 9, &req.headers) + txn.request_body.len,
+            res.map(|r| head_len(12 + r.reason.len() + 1, &r.headers) + txn.response_body.len).unwrap_or(0),
+        ),
+    };
     let (bytes_sent, bytes_received) = if ctx.server_side { (res_wire, req_wire) } else { (req_wire, res_wire) };
 
-    let body = |b: &crate::txn::Body| (with_bodies && b.len > 0).then(|| b.bytes.clone());
+    let (req_body, req_body_info) = stored_body(&txn.request_body, &req.headers, with_bodies, ctx.body_cap);
+    let response = res.map(|r| {
+        let (body, body_info) = stored_body(&txn.response_body, &r.headers, with_bodies, ctx.body_cap);
+        TxnResponse {
+            status: r.status,
+            content_type: res_content_type.clone(),
+            headers: with_headers.then(|| to_headers(&r.headers, &txn.response_trailers)),
+            body,
+            body_info,
+        }
+    });
     let object = HttpTransaction {
         metadata: TxnMetadata {
             process_id: Some(ctx.process.pid.to_string()),
@@ -130,19 +174,15 @@ pub fn capture(
             scheme: Some(ctx.scheme.to_string()),
             path: Some(path),
             authority: Some(authority.clone()),
-            protocol: Some(ctx.protocol.to_string()),
+            protocol: Some(protocol.to_string()),
             request_id: Some(request_id.clone()),
             user_agent: header(&req.headers, "user-agent").map(str::to_string),
             content_type: req_content_type.clone(),
             headers: with_headers.then(|| to_headers(&req.headers, &txn.request_trailers)),
-            body: body(&txn.request_body),
+            body: req_body,
+            body_info: req_body_info,
         },
-        response: res.map(|r| TxnResponse {
-            status: r.status,
-            content_type: res_content_type.clone(),
-            headers: with_headers.then(|| to_headers(&r.headers, &txn.response_trailers)),
-            body: body(&txn.response_body),
-        }),
+        response,
         transaction_time: tapline_output::model::rfc3339(txn.end_time),
         duration_ms: txn.duration_ms(),
         direction: ctx.direction,
@@ -155,7 +195,7 @@ pub fn capture(
         process_exe: ctx.process.exe.clone().unwrap_or_default(),
         request_host: crate::conn::host_without_port(&authority).to_string(),
         request_method: req.method.clone(),
-        request_protocol: ctx.protocol.to_string(),
+        request_protocol: protocol.to_string(),
         request_scheme: ctx.scheme.to_string(),
         request_content_type: req_content_type.filter(|_| txn.request_body.len > 0),
         response_status: res.map(|r| r.status).unwrap_or(0),
@@ -205,6 +245,8 @@ mod level_tests {
     fn txn() -> Transaction {
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         Transaction {
+            protocol: crate::txn::HttpProtocol::Http1,
+            wire_bytes: None,
             request: RequestHead {
                 method: "POST".into(),
                 target: "/api/v1?x=1".into(),
@@ -239,7 +281,7 @@ mod level_tests {
             direction: Direction::EgressExternal,
             process: p,
             scheme: "http",
-            protocol: "http1",
+            body_cap: 1 << 20,
             server_side: false,
             fallback_authority: "198.51.100.2:8443".into(),
         }
@@ -292,5 +334,71 @@ mod level_tests {
         let (s, c) = (&cap.object.metadata, &client.object.metadata);
         assert_eq!((s.bytes_sent, s.bytes_received), (c.bytes_received, c.bytes_sent), "perspectives swap");
         assert_ne!(s.bytes_sent, s.bytes_received);
+    }
+}
+
+#[cfg(test)]
+mod body_tests {
+    use super::*;
+    use std::io::Write;
+
+    fn h(n: &str, v: &str) -> Header {
+        Header { name: n.into(), value: v.into() }
+    }
+
+    fn gzip(b: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(b).unwrap();
+        e.finish().unwrap()
+    }
+
+    #[test]
+    fn whole_identity_body_says_nothing_extra() {
+        let b = Body { bytes: b"plain".to_vec(), len: 5, truncated: false };
+        let (stored, info) = stored_body(&b, &[], true, 1024);
+        assert_eq!(stored.as_deref(), Some(&b"plain"[..]));
+        assert_eq!(info, BodyInfo::default());
+        let json =
+            serde_json::to_value(TxnResponse { status: 200, body: stored, body_info: info, ..Default::default() })
+                .unwrap();
+        assert!(json.get("body_size").is_none() && json.get("body_truncated").is_none(), "{json}");
+    }
+
+    #[test]
+    fn gzip_body_is_decoded_and_marked() {
+        let z = gzip(b"hello hello hello");
+        let b = Body { bytes: z.clone(), len: z.len() as u64, truncated: false };
+        let (stored, info) = stored_body(&b, &[h("Content-Encoding", "gzip")], true, 1024);
+        assert_eq!(stored.as_deref(), Some(&b"hello hello hello"[..]));
+        assert_eq!(info.body_decoded_from.as_deref(), Some("gzip"));
+        assert_eq!(info.body_size, Some(z.len() as u64), "the wire size");
+        assert!(!info.body_truncated);
+    }
+
+    #[test]
+    fn cut_body_is_marked_with_its_full_size() {
+        let b = Body { bytes: vec![b'x'; 10], len: 5_000_000, truncated: true };
+        let (stored, info) = stored_body(&b, &[], true, 10);
+        assert_eq!(stored.map(|s| s.len()), Some(10));
+        assert!(info.body_truncated);
+        assert_eq!(info.body_size, Some(5_000_000));
+        let json = serde_json::to_value(TxnRequest { body_info: info, ..Default::default() }).unwrap();
+        assert_eq!(json["body_truncated"], true);
+        assert_eq!(json["body_size"], 5_000_000);
+    }
+
+    #[test]
+    fn undecodable_body_is_kept_raw_with_the_reason() {
+        let b = Body { bytes: b"not gzip at all".to_vec(), len: 15, truncated: false };
+        let (stored, info) = stored_body(&b, &[h("content-encoding", "gzip")], true, 1024);
+        assert_eq!(stored.as_deref(), Some(&b"not gzip at all"[..]), "never dropped");
+        assert!(info.body_decode_error.as_deref().is_some_and(|e| e.contains("gzip")), "{info:?}");
+        assert!(info.body_decoded_from.is_none());
+    }
+
+    #[test]
+    fn no_bodies_below_level_full() {
+        let b = Body { bytes: b"x".to_vec(), len: 1, truncated: false };
+        assert_eq!(stored_body(&b, &[], false, 1024), (None, BodyInfo::default()));
     }
 }

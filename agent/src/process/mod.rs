@@ -3,6 +3,7 @@
 
 mod cgroup;
 mod host;
+pub mod sockets;
 
 pub use cgroup::container_id_from_cgroup;
 pub use host::{host_name, primary_local_ip, user_name};

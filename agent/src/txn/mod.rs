@@ -4,6 +4,9 @@
 //! Sans-I/O like the parsers: the caller passes the wall-clock time of the kernel record
 //! that produced each event, so the assembler is deterministic and testable.
 
+pub mod decode;
+pub mod h2;
+
 use std::collections::VecDeque;
 use std::time::SystemTime;
 
@@ -44,9 +47,34 @@ impl Body {
     }
 }
 
+/// The HTTP version an exchange used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HttpProtocol {
+    /// HTTP/1.x.
+    #[default]
+    Http1,
+    /// HTTP/2 (one stream).
+    Http2,
+}
+
+impl HttpProtocol {
+    /// The data model's name: `http1` or `http2`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HttpProtocol::Http1 => "http1",
+            HttpProtocol::Http2 => "http2",
+        }
+    }
+}
+
 /// One finished (or abandoned) HTTP exchange.
 #[derive(Debug, Clone)]
 pub struct Transaction {
+    /// HTTP/1.x or one HTTP/2 stream.
+    pub protocol: HttpProtocol,
+    /// Bytes on the wire for (request, response) when the parser counted them (HTTP/2 frames of
+    /// the stream); `None` for HTTP/1, where they are computed from the heads and bodies.
+    pub wire_bytes: Option<(u64, u64)>,
     /// The request head.
     pub request: RequestHead,
     /// The request body.
@@ -87,6 +115,13 @@ pub enum Notice {
     OrphanResponse,
     /// The connection switched protocols (101 / CONNECT); no more HTTP/1 follows.
     Upgraded,
+    /// An HTTP/2 problem (protocol error, limit, lost bytes).
+    Http2(crate::proto::http2::H2Error),
+    /// The HTTP/2 header compression state of a direction is unknown (capture started in
+    /// the middle of the connection, or bytes were lost): its headers cannot be read.
+    HpackStateUnknown,
+    /// An HTTP/2 stream was reset before its response started.
+    StreamReset,
 }
 
 struct Pending {
@@ -127,6 +162,8 @@ impl Assembler {
         match event {
             Http1Event::RequestHead(head) => self.pending.push_back(Pending {
                 txn: Transaction {
+                    protocol: HttpProtocol::Http1,
+                    wire_bytes: None,
                     request: head,
                     request_body: Body::default(),
                     request_trailers: Vec::new(),

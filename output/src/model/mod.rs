@@ -9,7 +9,7 @@ mod transaction;
 
 pub use connection::{Connection, ConnectionMeta, Container, Endpoint, NetAddr, Pod, System, Tags};
 pub use records::{ArtifactRecord, ArtifactType, Issue, Summary};
-pub use transaction::{Headers, HttpTransaction, TxnMetadata, TxnRequest, TxnResponse};
+pub use transaction::{BodyInfo, Headers, HttpTransaction, TxnMetadata, TxnRequest, TxnResponse};
 
 use std::net::IpAddr;
 use std::time::SystemTime;

@@ -164,6 +164,28 @@ pub struct TxnRequest {
     /// The body, base64 (level full, when there is one).
     #[serde(default, skip_serializing_if = "Option::is_none", with = "b64")]
     pub body: Option<Vec<u8>>,
+    /// What was done to the stored body (size, truncation, content decoding).
+    #[serde(flatten)]
+    pub body_info: BodyInfo,
+}
+
+/// How a stored body relates to what crossed the wire (tapline's additions; all omitted when
+/// there is nothing to say, so qtap consumers see the same object).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BodyInfo {
+    /// Length of the whole body on the wire (after transfer framing, before content decoding),
+    /// present when the body was not stored whole or was decoded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_size: Option<u64>,
+    /// The stored body was cut at `--http-buffer-size`.
+    #[serde(default, skip_serializing_if = "super::is_false")]
+    pub body_truncated: bool,
+    /// The Content-Encoding removed before storing, e.g. `gzip` or `gzip, br`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_decoded_from: Option<String>,
+    /// Why the body could not be decoded: it is stored as it crossed the wire.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_decode_error: Option<String>,
 }
 
 /// The response side.
@@ -180,6 +202,9 @@ pub struct TxnResponse {
     /// The body, base64 (level full, when there is one).
     #[serde(default, skip_serializing_if = "Option::is_none", with = "b64")]
     pub body: Option<Vec<u8>>,
+    /// What was done to the stored body (size, truncation, content decoding).
+    #[serde(flatten)]
+    pub body_info: BodyInfo,
 }
 
 /// A complete HTTP request and response as stored in the ObjectStore.

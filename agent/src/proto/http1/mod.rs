@@ -180,7 +180,13 @@ struct Half {
     state: State,
     /// Bytes of an incomplete head, chunk line or trailer block (never body bytes).
     buf: Vec<u8>,
+    /// Bytes that followed the upgrade in the same input (the new protocol's first bytes),
+    /// kept (bounded) for [`Parser::take_upgraded_bytes`].
+    after_upgrade: Vec<u8>,
 }
+
+/// Bytes of the new protocol kept per side after an upgrade.
+const AFTER_UPGRADE_LIMIT: usize = 64 * 1024;
 
 /// A request whose response has not started yet.
 struct Pending {
@@ -202,8 +208,8 @@ impl Parser {
     pub fn new(limits: Limits) -> Parser {
         Parser {
             limits,
-            client: Half { side: Side::Client, state: State::Head, buf: Vec::new() },
-            server: Half { side: Side::Server, state: State::Head, buf: Vec::new() },
+            client: Half { side: Side::Client, state: State::Head, buf: Vec::new(), after_upgrade: Vec::new() },
+            server: Half { side: Side::Server, state: State::Head, buf: Vec::new(), after_upgrade: Vec::new() },
             pending: VecDeque::new(),
             events: VecDeque::new(),
         }
@@ -232,6 +238,12 @@ impl Parser {
             self.stash(&mut half, &joined[used..]);
         }
         self.put_half(half);
+    }
+
+    /// After [`Http1Event::Upgraded`]: the bytes `side` sent after the upgrade in the input
+    /// already fed (the first bytes of the new protocol), at most 64 KiB.
+    pub fn take_upgraded_bytes(&mut self, side: Side) -> Vec<u8> {
+        std::mem::take(&mut self.half_mut(side).after_upgrade)
     }
 
     /// `missing` bytes sent by `side` were lost.
@@ -271,10 +283,17 @@ impl Parser {
     }
 
     fn take_half(&mut self, side: Side) -> Half {
-        let fresh = Half { side, state: State::Head, buf: Vec::new() };
+        let fresh = Half { side, state: State::Head, buf: Vec::new(), after_upgrade: Vec::new() };
         match side {
             Side::Client => std::mem::replace(&mut self.client, fresh),
             Side::Server => std::mem::replace(&mut self.server, fresh),
+        }
+    }
+
+    fn half_mut(&mut self, side: Side) -> &mut Half {
+        match side {
+            Side::Client => &mut self.client,
+            Side::Server => &mut self.server,
         }
     }
 
@@ -326,7 +345,11 @@ impl Parser {
                 return at;
             }
             let step = match half.state.clone() {
-                State::Done => return input.len(),
+                State::Done => {
+                    let room = AFTER_UPGRADE_LIMIT.saturating_sub(half.after_upgrade.len());
+                    half.after_upgrade.extend_from_slice(&rest[..room.min(rest.len())]);
+                    return input.len();
+                }
                 State::Resync => match framing::find_message_start(half.side, rest) {
                     framing::Resync::Found(skip) => {
                         half.state = State::Head;

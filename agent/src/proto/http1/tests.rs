@@ -343,3 +343,15 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn bytes_after_the_upgrade_are_handed_over() {
+    let mut p = Parser::new(Limits::default());
+    p.feed(Side::Client, b"GET / HTTP/1.1\r\nUpgrade: h2c\r\nConnection: Upgrade, HTTP2-Settings\r\n\r\n");
+    p.feed(Side::Server, b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\n\x00\x00\x06\x04\x00");
+    p.feed(Side::Server, b"\x00\x00\x00\x00rest");
+    p.feed(Side::Client, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+    assert_eq!(p.take_upgraded_bytes(Side::Server), b"\x00\x00\x06\x04\x00\x00\x00\x00\x00rest");
+    assert_eq!(p.take_upgraded_bytes(Side::Client), b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+    assert!(p.take_upgraded_bytes(Side::Server).is_empty(), "taken once");
+}
