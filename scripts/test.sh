@@ -14,7 +14,11 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "== cargo build"
 cargo build --workspace --bins --quiet
-echo "== tests"
+# The end-to-end suite runs the optimised agent, as users do (load tests like h2load's
+# 10,000 requests need it); TAPLINE_BIN may name another build.
+cargo build --release --bin tapline --quiet
+export TAPLINE_BIN="${TAPLINE_BIN:-$PWD/target/release/tapline}"
+echo "== tests (agent: $TAPLINE_BIN)"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast
 else

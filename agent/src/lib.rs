@@ -14,6 +14,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod conn;
+pub mod dns;
 pub mod gotls;
 pub mod logging;
 pub mod pipeline;

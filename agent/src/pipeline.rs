@@ -25,6 +25,7 @@ use crate::config::{CaptureLevel, TapDirection};
 use crate::conn::l7::{L7Output, L7State};
 use crate::conn::stream::{Admit, StreamCursor};
 use crate::conn::{Connection, Plaintext, host_without_port};
+use crate::dns::{DnsError, DnsNames, split_tcp_messages};
 use crate::plugins::http_capture::{self, TxnContext};
 use crate::process::ProcessTable;
 use crate::txn::{BodyPolicy, Notice};
@@ -83,6 +84,7 @@ struct PipelineMetrics {
     active: Gauge,
     http1: ComponentMetrics,
     http2: ComponentMetrics,
+    dns: ComponentMetrics,
     capture: ComponentMetrics,
     connections: ComponentMetrics,
 }
@@ -97,6 +99,7 @@ impl PipelineMetrics {
             active: Gauge::default(),
             http1: metrics.component("parser", "http1"),
             http2: metrics.component("parser", "http2"),
+            dns: metrics.component("parser", "dns"),
             capture: metrics.component("plugin", "http_capture"),
             connections: metrics.component("tracker", "connections"),
         };
@@ -124,9 +127,14 @@ pub struct Pipeline {
     m: PipelineMetrics,
     /// TLS probe families that delivered plaintext, per process (`meta.tlsProbeTypesDetected`).
     tls_probes: HashMap<u32, BTreeSet<&'static str>>,
+    /// Host names learned from the DNS answers processes received.
+    dns: DnsNames,
     /// Processes that called exec since the last [`Pipeline::take_execs`], and when (TLS probe discovery).
     execs: Vec<(u32, SystemTime)>,
 }
+
+/// DNS-over-TCP bytes buffered per connection while a message is incomplete.
+const DNS_TCP_LIMIT: usize = 64 * 1024;
 
 /// Admits bytes into one stream (raw or plaintext) and feeds what is new to its protocol state.
 #[allow(clippy::too_many_arguments)]
@@ -178,6 +186,7 @@ impl Pipeline {
             object_store,
             m: PipelineMetrics::new(metrics),
             tls_probes: HashMap::new(),
+            dns: DnsNames::new(),
             execs: Vec::new(),
         }
     }
@@ -229,6 +238,11 @@ impl Pipeline {
                 }
                 self.data(sock, dir, pos, bytes, source, at);
             }
+            Record::Dns { pid, comm, bytes, truncated, .. } => {
+                self.count_record("dns");
+                let scope = self.dns_scope(pid, comm_str(&comm));
+                self.learn_dns(scope, bytes, truncated);
+            }
             Record::Close { ts_ns, sock, bytes_sent, bytes_received, .. } => {
                 self.count_record("close");
                 let at = self.clock.wall(ts_ns);
@@ -259,6 +273,11 @@ impl Pipeline {
         }
         self.m.connections.received(1);
         let process = self.processes.get(pid, uid, comm);
+        let scope = self.dns_scope(pid, comm);
+        let dns_name = (role != Role::Server)
+            .then(|| self.dns.name_for(scope, remote.ip(), std::time::Instant::now()).map(str::to_string))
+            .flatten();
+        let dns_tcp = (remote.port() == 53).then(Vec::new);
         self.conns.insert(
             sock,
             Connection {
@@ -285,6 +304,8 @@ impl Pipeline {
                     },
                 ),
                 hpack_issue_raised: false,
+                dns_name,
+                dns_tcp,
                 host: None,
                 reports: 0,
                 last_report: at,
@@ -295,6 +316,31 @@ impl Pipeline {
 
     fn policy(&self) -> BodyPolicy {
         BodyPolicy { keep: self.settings.keep_bodies(), cap: self.settings.body_cap }
+    }
+
+    /// The DNS scope of a process: its container (answers a container got name its
+    /// connections first), or 0 for the host.
+    fn dns_scope(&mut self, pid: u32, comm: &[u8]) -> u64 {
+        use std::hash::{Hash, Hasher};
+        match self.processes.get(pid, None, comm).container_id {
+            Some(id) => {
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                id.hash(&mut h);
+                h.finish() | 1
+            }
+            None => 0,
+        }
+    }
+
+    /// Remembers the answers of one DNS response.
+    fn learn_dns(&mut self, scope: u64, msg: &[u8], truncated: bool) {
+        self.m.dns.received(1);
+        match self.dns.insert_message(scope, msg, std::time::Instant::now()) {
+            Ok(n) => self.m.dns.sent(n as u64),
+            Err(DnsError::NotAResponse) => self.m.dns.discarded("not_a_response", 1),
+            Err(_) if truncated => self.m.dns.discarded("truncated_message", 1),
+            Err(_) => self.m.dns.error("malformed"),
+        }
     }
 
     /// Processes that called exec since the last call (for TLS probe discovery).
@@ -382,6 +428,24 @@ impl Pipeline {
             None => {
                 let (cursor, l7) = conn.raw_stream(dir);
                 admit_and_feed(&self.m, cursor, l7, role, dir, pos, bytes, at, policy, &mut out);
+                if dir == tapline_ebpf::Direction::Ingress
+                    && let Some(buf) = conn.dns_tcp.as_mut()
+                {
+                    // DNS over TCP: 2-byte length-prefixed answers, read as they complete.
+                    buf.extend_from_slice(&bytes[..bytes.len().min(DNS_TCP_LIMIT.saturating_sub(buf.len()))]);
+                    let (msgs, used) = split_tcp_messages(buf);
+                    let msgs: Vec<Vec<u8>> = msgs.into_iter().map(<[u8]>::to_vec).collect();
+                    buf.drain(..used);
+                    if buf.len() >= DNS_TCP_LIMIT {
+                        buf.clear();
+                        self.m.dns.discarded("tcp_message_too_large", 1);
+                    }
+                    let (pid, comm) = (conn.pid, conn.process.comm.clone().unwrap_or_default());
+                    let scope = self.dns_scope(pid, comm.as_bytes());
+                    for m in msgs {
+                        self.learn_dns(scope, &m, false);
+                    }
+                }
             }
             Some(probe) => {
                 if conn.plain.is_none() {

@@ -29,6 +29,8 @@ const SYSCALL_PROGRAMS: &[(&str, &str)] = &[
     ("tl_exit_readv", "sys_exit_readv"),
     ("tl_enter_recvmsg", "sys_enter_recvmsg"),
     ("tl_exit_recvmsg", "sys_exit_recvmsg"),
+    ("tl_enter_recvmmsg", "sys_enter_recvmmsg"),
+    ("tl_exit_recvmmsg", "sys_exit_recvmmsg"),
     ("tl_enter_connect", "sys_enter_connect"),
     ("tl_exit_connect", "sys_exit_connect"),
     ("tl_exit_accept", "sys_exit_accept"),

@@ -151,7 +151,33 @@ pub enum Record<'a> {
         /// Final ingress position.
         bytes_received: u64,
     },
+    /// A datagram from port 53 (a DNS answer) received on a UDP socket. UDP sockets are not
+    /// connections: no Open or Close frames it. DNS over TCP arrives as [`Record::Data`] of
+    /// a socket whose remote port is 53.
+    Dns {
+        /// Kernel time.
+        ts_ns: u64,
+        /// tgid.
+        pid: u32,
+        /// Thread id.
+        tid: u32,
+        /// Descriptor.
+        fd: i32,
+        /// cgroup v2 id of the receiving process.
+        cgroup_id: u64,
+        /// Command name.
+        comm: [u8; 16],
+        /// The server the datagram came from (port 53).
+        server: SocketAddr,
+        /// The DNS message as received (at most [`DNS_MAX`] bytes).
+        bytes: &'a [u8],
+        /// The datagram was longer than `bytes`.
+        truncated: bool,
+    },
 }
+
+/// Largest DNS message a [`Record::Dns`] carries (`TL_DNS_MAX`).
+pub const DNS_MAX: usize = 4096;
 
 /// Why a record could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -188,7 +214,8 @@ impl Record<'_> {
             | Record::Exit { ts_ns, .. }
             | Record::Open { ts_ns, .. }
             | Record::Data { ts_ns, .. }
-            | Record::Close { ts_ns, .. } => *ts_ns,
+            | Record::Close { ts_ns, .. }
+            | Record::Dns { ts_ns, .. } => *ts_ns,
         }
     }
 }
@@ -201,6 +228,7 @@ pub(crate) const EXIT_LEN: usize = HDR;
 pub(crate) const OPEN_LEN: usize = HDR + 8 + 4 + 2 + 2 + 2 + 2 + 4 + 4 + 4 + 8 + 16 + 16 + 16;
 pub(crate) const DATA_HDR_LEN: usize = HDR + 8 + 8 + 4 + 4;
 pub(crate) const CLOSE_LEN: usize = HDR + 24;
+pub(crate) const DNS_HDR_LEN: usize = HDR + 8 + 4 + 2 + 2 + 16 + 16 + 8;
 
 const KIND_EXEC: u32 = 1;
 const KIND_FORK: u32 = 2;
@@ -208,6 +236,7 @@ const KIND_EXIT: u32 = 3;
 const KIND_OPEN: u32 = 4;
 const KIND_DATA: u32 = 5;
 const KIND_CLOSE: u32 = 6;
+const KIND_DNS: u32 = 7;
 
 /// A little-endian reader over a record with checked offsets.
 struct Fields<'a>(&'a [u8]);
@@ -261,6 +290,7 @@ impl<'a> Record<'a> {
             KIND_OPEN => OPEN_LEN,
             KIND_DATA => DATA_HDR_LEN,
             KIND_CLOSE => CLOSE_LEN,
+            KIND_DNS => DNS_HDR_LEN,
             k => return Err(DecodeError::UnknownKind(k)),
         };
         if raw.len() < need {
@@ -326,6 +356,25 @@ impl<'a> Record<'a> {
                         2 => DataSource::GoTls,
                         other => return Err(DecodeError::Field { field: "source", value: other.into() }),
                     },
+                    bytes,
+                }
+            }
+            KIND_DNS => {
+                let len = (f.u32(HDR + 8) as usize).min(DNS_MAX);
+                let bytes = raw.get(DNS_HDR_LEN..DNS_HDR_LEN + len).ok_or(DecodeError::Short {
+                    kind,
+                    len: raw.len(),
+                    need: DNS_HDR_LEN + len,
+                })?;
+                Record::Dns {
+                    ts_ns,
+                    pid,
+                    tid,
+                    fd,
+                    cgroup_id: f.u64(HDR),
+                    server: addr(f.u16(HDR + 12), f.bytes(HDR + 16), f.u16(HDR + 14)),
+                    comm: f.bytes(HDR + 32),
+                    truncated: raw[HDR + 48] != 0,
                     bytes,
                 }
             }
@@ -412,6 +461,45 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn dns_record_decodes_v4_and_v6_servers() {
+        let answer = b"\x12\x34\x81\x80answer";
+        let mut v = hdr(KIND_DNS);
+        v.extend_from_slice(&77u64.to_ne_bytes()); // cgroup
+        v.extend_from_slice(&(answer.len() as u32).to_ne_bytes());
+        v.extend_from_slice(&2u16.to_ne_bytes()); // AF_INET
+        v.extend_from_slice(&53u16.to_ne_bytes());
+        let mut a = [0u8; 16];
+        a[..4].copy_from_slice(&[127, 0, 0, 53]);
+        v.extend_from_slice(&a);
+        v.extend_from_slice(b"resolver\0\0\0\0\0\0\0\0");
+        v.extend_from_slice(&[1, 0, 0, 0, 0, 0, 0, 0]); // truncated + pad
+        assert_eq!(v.len(), DNS_HDR_LEN);
+        assert_eq!(DNS_HDR_LEN, 80, "sizeof(struct tl_dns)");
+        v.extend_from_slice(answer);
+        match Record::decode(&v) {
+            Ok(Record::Dns { pid: 42, tid: 43, fd: 7, cgroup_id: 77, server, bytes, truncated: true, comm, ts_ns }) => {
+                assert_eq!(server.to_string(), "127.0.0.53:53");
+                assert_eq!(bytes, answer);
+                assert_eq!(&comm[..8], b"resolver");
+                assert_eq!(ts_ns, 1_000);
+            }
+            other => panic!("{other:?}"),
+        }
+        // IPv6 server, not truncated
+        let mut w = v.clone();
+        w[HDR + 12..HDR + 14].copy_from_slice(&10u16.to_ne_bytes());
+        w[HDR + 16..HDR + 32].copy_from_slice(&std::net::Ipv6Addr::LOCALHOST.octets());
+        w[HDR + 48] = 0;
+        match Record::decode(&w) {
+            Ok(Record::Dns { server, truncated: false, .. }) => assert_eq!(server.to_string(), "[::1]:53"),
+            other => panic!("{other:?}"),
+        }
+        v.pop();
+        assert!(matches!(Record::decode(&v), Err(DecodeError::Short { .. })), "payload shorter than len");
+        assert!(matches!(Record::decode(&v[..DNS_HDR_LEN - 1]), Err(DecodeError::Short { .. })));
     }
 
     #[test]

@@ -31,6 +31,7 @@ enum Owned {
     Exec { pid: u32, filename: Vec<u8> },
     Exit { pid: u32 },
     Fork { parent: u32, child: u32 },
+    Dns { pid: u32, server: SocketAddr, bytes: Vec<u8>, truncated: bool },
 }
 
 /// Loads the probes, runs `traffic` on another thread, collects records until `done` says so.
@@ -69,6 +70,9 @@ fn capture(
                             Record::Exit { pid, .. } => Owned::Exit { pid },
                             Record::Fork { parent_pid, child_pid, .. } => {
                                 Owned::Fork { parent: parent_pid, child: child_pid }
+                            }
+                            Record::Dns { pid, server, bytes, truncated, .. } => {
+                                Owned::Dns { pid, server, bytes: bytes.to_vec(), truncated }
                             }
                         });
                     }
@@ -325,4 +329,219 @@ fn probe_ring_overflow_is_counted_and_shows_as_a_gap() {
     }
     assert!(gap && seen < payload.len(), "a gap is visible ({seen} of {} bytes)", payload.len());
     assert_eq!(closes(&recs, client.0), vec![(payload.len() as u64, 0)], "the close still has the full count");
+}
+
+/// The DNS client side of `probe_dns_answers_over_udp`: every way a resolver receives an
+/// answer. Queries with ids 0x7aNN go to a server on another port (no Dns record may come of
+/// them); ids 0x53NN go to port 53. Prints its pid.
+const DNS_CLIENT: &str = r#"
+import ctypes, os, signal, socket, struct, sys
+signal.alarm(15)
+ip, other, v6 = sys.argv[1], int(sys.argv[2]), sys.argv[3] == '1'
+print(os.getpid(), flush=True)
+def q(i, name):
+    labels = b''.join(bytes([len(l)]) + l.encode() for l in name.split('.'))
+    return struct.pack('>HHHHHH', i, 0x0100, 1, 0, 0, 0) + labels + b'\0' + struct.pack('>HH', 1, 1)
+srv, far = (ip, 53), ('127.0.0.1', other)
+D = socket.AF_INET, socket.SOCK_DGRAM
+def udp(peer=None):
+    s = socket.socket(*D)
+    if peer:
+        s.connect(peer)
+    return s
+# not from port 53: unconnected recvfrom, connected read
+s = udp(); s.sendto(q(0x7a01, 'far.tapline.test'), far); s.recvfrom(4096)
+s = udp(far); s.send(q(0x7a02, 'far2.tapline.test')); os.read(s.fileno(), 4096)
+# port 53, unconnected sendto/recvfrom (as musl's resolver)
+s = udp(); s.sendto(q(0x5301, 'one.tapline.test'), srv); s.recvfrom(4096)
+# connected: send + read (the agent reads the peer from the socket)
+s = udp(srv); s.send(q(0x5302, 'two.tapline.test')); os.read(s.fileno(), 4096)
+# connected: send + recv (recvfrom without an address, as glibc's resolver)
+s = udp(srv); s.send(q(0x5303, 'three.tapline.test')); s.recv(4096)
+# unconnected recvmsg (systemd-style), the answer spread over two buffers
+s = udp(); s.sendto(q(0x5304, 'four.tapline.test'), srv); a, b = bytearray(20), bytearray(4000)
+s.recvmsg_into([a, b])
+# connected readv
+s = udp(srv); s.send(q(0x5305, 'five.tapline.test')); os.readv(s.fileno(), [bytearray(4096)])
+# unconnected recvmmsg: two answers in one call, each with its own source address
+class iovec(ctypes.Structure):
+    _fields_ = [('base', ctypes.c_void_p), ('len', ctypes.c_size_t)]
+class msghdr(ctypes.Structure):
+    _fields_ = [('name', ctypes.c_void_p), ('namelen', ctypes.c_uint), ('iov', ctypes.POINTER(iovec)),
+                ('iovlen', ctypes.c_size_t), ('control', ctypes.c_void_p), ('controllen', ctypes.c_size_t),
+                ('flags', ctypes.c_int)]
+class mmsghdr(ctypes.Structure):
+    _fields_ = [('hdr', msghdr), ('len', ctypes.c_uint)]
+libc = ctypes.CDLL(None, use_errno=True)
+s = udp()
+s.sendto(q(0x5306, 'six.tapline.test'), srv); s.sendto(q(0x5307, 'seven.tapline.test'), srv)
+bufs = [ctypes.create_string_buffer(4096) for _ in range(2)]
+names = [ctypes.create_string_buffer(16) for _ in range(2)]
+iovs = [iovec(ctypes.cast(b, ctypes.c_void_p), 4096) for b in bufs]
+msgs = (mmsghdr * 2)()
+for i in range(2):
+    msgs[i].hdr.name = ctypes.cast(names[i], ctypes.c_void_p); msgs[i].hdr.namelen = 16
+    msgs[i].hdr.iov = ctypes.pointer(iovs[i]); msgs[i].hdr.iovlen = 1
+n = libc.recvmmsg(s.fileno(), msgs, 2, 0, None)
+assert n == 2, (n, ctypes.get_errno())
+# a 5000-byte answer: cut at 4096 and flagged
+s = udp(); s.sendto(q(0x5308, 'big.tapline.test'), srv); s.recvfrom(8192)
+if v6:
+    s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    s.sendto(q(0x5309, 'six6.tapline.test'), ('::1', 53)); s.recvfrom(4096)
+"#;
+
+/// A DNS answer for a query built by DNS_CLIENT: its question and one A record. The query
+/// id 0x5308 gets 5000 bytes (trailing padding past the message).
+fn dns_answer(query: &[u8]) -> Vec<u8> {
+    let mut r = query[..2].to_vec();
+    r.extend_from_slice(&[0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0]);
+    r.extend_from_slice(&query[12..]);
+    r.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0x0e, 0x10, 0, 4, 10, 53, query[0], query[1]]);
+    if query[..2] == [0x53, 0x08] {
+        r.resize(5000, 0xab);
+    }
+    r
+}
+
+/// Answers every query on `sock` until `stop`, remembering each answer by query id.
+fn dns_responder(
+    sock: std::net::UdpSocket,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    sent: std::sync::Arc<Mutex<std::collections::HashMap<u16, Vec<u8>>>>,
+) -> std::thread::JoinHandle<()> {
+    sock.set_read_timeout(Some(Duration::from_millis(50))).expect("timeout");
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let Ok((n, from)) = sock.recv_from(&mut buf) else { continue };
+            if n < 12 {
+                continue;
+            }
+            let answer = dns_answer(&buf[..n]);
+            sent.lock().unwrap_or_else(|e| e.into_inner()).insert(u16::from_be_bytes([buf[0], buf[1]]), answer.clone());
+            let _ = sock.send_to(&answer, from);
+        }
+    })
+}
+
+#[test]
+fn probe_dns_answers_over_udp() {
+    use std::net::UdpSocket;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+    let _l = probe_lock();
+    let me = std::process::id();
+    // 127.0.0.1:53 may be a local resolver's: any 127/8 address is local.
+    let (ip, server) = ["127.0.0.1", "127.9.9.9", "127.53.0.53"]
+        .iter()
+        .find_map(|ip| UdpSocket::bind((*ip, 53)).ok().map(|s| (*ip, s)))
+        .expect("a loopback address with port 53 free");
+    let server6 = UdpSocket::bind("[::1]:53").ok();
+    let far = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let far_port = far.local_addr().expect("addr").port();
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(Mutex::new(std::collections::HashMap::new()));
+    let child_pid = Arc::new(AtomicU32::new(0));
+    let (stop2, sent2, pid2, v6) = (stop.clone(), sent.clone(), child_pid.clone(), server6.is_some());
+    let traffic = move || {
+        let mut servers = vec![dns_responder(server, stop2.clone(), sent2.clone())];
+        servers.push(dns_responder(far, stop2.clone(), sent2.clone()));
+        if let Some(s6) = server6 {
+            servers.push(dns_responder(s6, stop2.clone(), sent2.clone()));
+        }
+        let out = std::process::Command::new("python3")
+            .args(["-c", DNS_CLIENT, ip, &far_port.to_string(), if v6 { "1" } else { "0" }])
+            .output()
+            .expect("python3");
+        assert!(out.status.success(), "client failed: {}", String::from_utf8_lossy(&out.stderr));
+        let pid = String::from_utf8_lossy(&out.stdout).trim().parse().expect("client pid");
+        pid2.store(pid, Ordering::Relaxed);
+        stop2.store(true, Ordering::Relaxed);
+        for s in servers {
+            let _ = s.join();
+        }
+    };
+    let ours =
+        |r: &Owned| matches!(r, Owned::Dns { bytes, .. } if bytes.len() >= 2 && (bytes[0] == 0x53 || bytes[0] == 0x7a));
+    let want = if v6 { 9 } else { 8 };
+    let (recs, probes) = capture(ProbeConfig { self_pid: me, ring_buffer_bytes: 1 << 20 }, traffic, move |recs| {
+        recs.iter().filter(|r| ours(r)).count() >= want
+    });
+    let pid = child_pid.load(Ordering::Relaxed);
+    let sent = sent.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let dns: Vec<_> = recs
+        .iter()
+        .filter(|r| ours(r))
+        .map(|r| match r {
+            Owned::Dns { pid, server, bytes, truncated } => (*pid, *server, bytes.clone(), *truncated),
+            _ => unreachable!(),
+        })
+        .collect();
+    assert!(
+        !dns.iter().any(|d| d.2[0] == 0x7a),
+        "answers from a port other than 53 are not DNS: {:?}",
+        dns.iter().map(|d| (d.1, d.2[1])).collect::<Vec<_>>()
+    );
+    for id in 0x5301u16..=if v6 { 0x5309 } else { 0x5308 } {
+        let answer = sent.get(&id).unwrap_or_else(|| panic!("query {id:#x} was answered"));
+        let got: Vec<_> = dns.iter().filter(|d| d.2[..2] == id.to_be_bytes()).collect();
+        assert_eq!(got.len(), 1, "one Dns record for query {id:#x}");
+        let (rpid, server, bytes, truncated) = got[0];
+        assert_eq!(*rpid, pid, "query {id:#x}: the client's pid");
+        let want_server = if id == 0x5309 { "[::1]:53".to_string() } else { format!("{ip}:53") };
+        assert_eq!(server.to_string(), want_server, "query {id:#x}: server address");
+        if id == 0x5308 {
+            assert!(*truncated, "5000-byte answer is flagged");
+            assert_eq!(&bytes[..], &answer[..4096], "the first 4096 bytes");
+        } else {
+            assert!(!*truncated, "query {id:#x}");
+            assert_eq!(bytes, answer, "query {id:#x}: the exact answer bytes");
+        }
+    }
+    let loss = probes.loss_counters().expect("loss");
+    assert!(loss.get("truncated_bytes") >= 5000 - 4096, "{loss:?}");
+    assert_eq!(loss.by_reason.len(), 7);
+}
+
+/// DNS over TCP is not special in the kernel: a socket to port 53 is tracked like any other
+/// and its answers are its ingress DATA (2-byte length prefixed), never Dns records.
+#[test]
+fn probe_dns_over_tcp_is_data_of_a_port_53_socket() {
+    let _l = probe_lock();
+    let me = std::process::id();
+    let (ip, listener) = ["127.0.0.1", "127.9.9.9", "127.53.0.53"]
+        .iter()
+        .find_map(|ip| TcpListener::bind((*ip, 53)).ok().map(|l| (*ip, l)))
+        .expect("a loopback address with TCP port 53 free");
+    let query = b"\x53\x40\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x03tcp\x07tapline\x04test\x00\x00\x01\x00\x01";
+    let answer = dns_answer(query);
+    let mut framed = (answer.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(&answer);
+    let reply = framed.clone();
+    let traffic = move || {
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().expect("accept");
+            let mut q = vec![0u8; 2 + query.len()];
+            s.read_exact(&mut q).expect("query");
+            s.write_all(&reply).expect("answer");
+        });
+        let hex: String = query.iter().map(|b| format!("\\x{b:02x}")).collect();
+        let script = format!(
+            "import socket,struct\ns=socket.create_connection(('{ip}',53))\nq=b'{hex}'\n\
+             s.sendall(struct.pack('>H',len(q))+q)\nb=b''\n\
+             while len(b)<2 or len(b)<2+struct.unpack('>H',b[:2])[0]:\n b+=s.recv(4096)\ns.close()"
+        );
+        let ok = std::process::Command::new("python3").args(["-c", &script]).status().map(|s| s.success());
+        assert!(ok.unwrap_or(false), "client");
+        server.join().expect("server");
+    };
+    let (recs, _p) = capture(ProbeConfig { self_pid: me, ring_buffer_bytes: 1 << 20 }, traffic, |recs| {
+        opens_on_port(recs, 53).iter().any(|o| !closes(recs, o.0).is_empty())
+    });
+    let opens = opens_on_port(&recs, 53);
+    let client = opens.iter().find(|o| o.1 == Role::Client).expect("the client's socket to port 53 is tracked");
+    assert_eq!(client.3.to_string(), format!("{ip}:53"));
+    assert_eq!(stream(&recs, client.0, Direction::Ingress).0, framed, "the framed answer is ingress data");
+    assert!(!recs.iter().any(|r| matches!(r, Owned::Dns { bytes, .. } if bytes.starts_with(b"\x53\x40"))));
 }

@@ -151,17 +151,40 @@ fn transaction(level_full: bool) -> HttpTransaction {
             content_type: None,
             headers: level_full.then_some(req_h),
             body: None,
+            body_info: Default::default(),
         },
         response: Some(TxnResponse {
             status: 200,
             content_type: Some("application/json".into()),
             headers: None,
             body: level_full.then(|| b"{\n  \"args\": {}".to_vec()),
+            body_info: Default::default(),
         }),
         transaction_time: "2025-10-23T16:07:41.023379679Z".into(),
         duration_ms: 10731,
         direction: Direction::EgressExternal,
     }
+}
+
+#[test]
+fn body_markers_are_flat_snake_case_and_round_trip() {
+    let mut t = transaction(true);
+    if let Some(r) = t.response.as_mut() {
+        r.body_info = tapline_output::model::BodyInfo {
+            body_size: Some(5_000_000),
+            body_truncated: true,
+            body_decoded_from: Some("gzip".into()),
+            body_decode_error: None,
+        };
+    }
+    let v = serde_json::to_value(&t).expect("json");
+    let res = &v["response"];
+    assert_eq!(res["body_size"], 5_000_000);
+    assert_eq!(res["body_truncated"], true);
+    assert_eq!(res["body_decoded_from"], "gzip");
+    assert!(res.get("body_decode_error").is_none() && res.get("body_info").is_none(), "{res}");
+    let back: HttpTransaction = serde_json::from_value(v).expect("parse back");
+    assert_eq!(back, t);
 }
 
 #[test]

@@ -114,8 +114,11 @@ fn nginx_h2_over_tls_with_nghttp_and_curl() {
     for name in ["a", "b", "c"] {
         std::fs::write(dir.join(format!("{name}.txt")), format!("file {name}\n")).unwrap();
     }
-    let _nginx =
-        start_nginx(&cert, &[format!("listen 127.0.0.1:{port} ssl http2; root {};", dir.display())]).expect("nginx");
+    let _nginx = start_nginx(
+        &cert,
+        &[format!("listen 127.0.0.1:{port} ssl http2; ssl_protocols TLSv1.3; root {};", dir.display())],
+    )
+    .expect("nginx");
     let agent = Agent::start(Some(FULL), &[]).expect("agent");
     // One connection, three streams at once.
     run(Command::new("nghttp").args(["-n", "-m", "1"]).args([

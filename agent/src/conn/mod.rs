@@ -48,6 +48,10 @@ pub struct Connection {
     pub server_hint: Option<bool>,
     /// An `issue` was raised for this connection's unknown HTTP/2 header state.
     pub hpack_issue_raised: bool,
+    /// The name the process resolved the peer's address from (a DNS answer it received).
+    pub dns_name: Option<String>,
+    /// For a connection to port 53 (DNS over TCP): response bytes of an incomplete message.
+    pub dns_tcp: Option<Vec<u8>>,
     /// The HTTP authority (Host header, without port) once seen.
     pub host: Option<String>,
     /// Number of `connection` reports already emitted.
@@ -132,13 +136,16 @@ impl Connection {
     }
 
     /// The endpoint id: the TLS server name (SNI) when sent, else the HTTP host when one was
-    /// seen, else the destination IP.
+    /// seen, else the name a DNS answer gave the destination, else the destination IP.
     pub fn endpoint_id(&self) -> String {
         if let Some(sni) = self.l7.tls().and_then(|t| t.sni()) {
             return sni.to_string();
         }
         if let Some(h) = &self.host {
             return h.clone();
+        }
+        if let Some(n) = self.dns_name.as_ref().filter(|_| !self.is_server_side()) {
+            return n.clone();
         }
         let dst = if self.is_server_side() { self.local } else { self.remote };
         dst.ip().to_string()

@@ -6,6 +6,9 @@
 /* Largest payload carried by one data record; larger calls become several records. */
 #define TL_CHUNK 16384
 #define TL_FILENAME 256
+/* Largest DNS answer carried by one DNS record: UDP answers are at most 4096 bytes with EDNS
+ * (512 without); a longer datagram is cut and flagged. */
+#define TL_DNS_MAX 4096
 
 enum tl_kind {
     TL_EXEC = 1,
@@ -14,6 +17,7 @@ enum tl_kind {
     TL_OPEN = 4,
     TL_DATA = 5,
     TL_CLOSE = 6,
+    TL_DNS = 7,
 };
 
 enum tl_dir { TL_EGRESS = 0, TL_INGRESS = 1 };
@@ -97,6 +101,22 @@ struct tl_close {
     __u64 bytes_received; /* final ingress position */
 };
 
+/* A datagram a process received on a UDP socket from port 53: a DNS answer, read whole by
+ * recvfrom/recvmsg/recvmmsg/read/readv. UDP sockets are never tracked as connections (no
+ * OPEN/DATA/CLOSE); DNS over TCP needs nothing special: it is DATA of a socket to port 53. */
+struct tl_dns {
+    struct tl_hdr h;
+    __u64 cgroup_id;
+    __u32 len;     /* bytes in data[], at most TL_DNS_MAX */
+    __u16 family;  /* server address: AF_INET or AF_INET6 */
+    __u16 port;    /* server port (53), host order */
+    __u8 addr[16]; /* server address (the first 4 bytes for AF_INET) */
+    char comm[16];
+    __u8 truncated; /* 1: the datagram was longer than data[] (cut at TL_DNS_MAX, or its iovecs) */
+    __u8 pad[7];
+    /* followed by `len` payload bytes: the DNS message as received */
+};
+
 /* Userspace (ebpf/src/record.rs) decodes at these sizes. */
 _Static_assert(sizeof(struct tl_hdr) == 24, "tl_hdr layout");
 _Static_assert(sizeof(struct tl_exec) == 320, "tl_exec layout");
@@ -104,3 +124,4 @@ _Static_assert(sizeof(struct tl_fork) == 32, "tl_fork layout");
 _Static_assert(sizeof(struct tl_open) == 112, "tl_open layout");
 _Static_assert(sizeof(struct tl_data) == 48, "tl_data layout");
 _Static_assert(sizeof(struct tl_close) == 48, "tl_close layout");
+_Static_assert(sizeof(struct tl_dns) == 80, "tl_dns layout");

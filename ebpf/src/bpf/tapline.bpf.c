@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: (MIT OR GPL-2.0)
 /* tapline kernel programs: TCP socket traffic of every process, with byte positions,
- * plus process exec/fork/exit. Only syscall tracepoints, regular tracepoints and tp_btf
+ * DNS answers received over UDP, plus process exec/fork/exit. Only syscall tracepoints, regular tracepoints and tp_btf
  * are used (kprobes and fentry are not available on every kernel we target). */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -13,6 +13,9 @@ char LICENSE[] SEC("license") = "Dual MIT/GPL";
 #define AF_INET 2
 #define AF_INET6 10
 #define SOCK_STREAM 1
+#define SOCK_DGRAM 2
+#define IPPROTO_UDP_NUM 17
+#define DNS_PORT 53
 #define S_IFMT 00170000
 #define S_IFSOCK 0140000
 #define EINPROGRESS 115
@@ -42,6 +45,7 @@ struct {
 struct fd_entry {
     __u64 file; /* struct file * seen when classified */
     __u64 sock; /* struct sock * (the socket id), 0 = not a TCP socket */
+    __u64 udp;  /* struct sock * of an inet UDP socket (only its DNS answers are read), else 0 */
 };
 
 struct {
@@ -65,7 +69,8 @@ struct {
     __type(value, struct sock_state);
 } SOCKS SEC(".maps");
 
-enum buf_kind { BUF_PLAIN = 0, BUF_IOV = 1 };
+/* BUF_MMSG (a struct mmsghdr array of recvmmsg) is only read for DNS answers. */
+enum buf_kind { BUF_PLAIN = 0, BUF_IOV = 1, BUF_MMSG = 2 };
 
 /* A data syscall in flight (pid_tgid -> args saved at entry). */
 struct pending {
@@ -145,9 +150,12 @@ static __always_inline struct file *fd_file(int fd)
     return f;
 }
 
-/* The struct sock of a TCP (inet, stream) socket file, else 0. */
-static __always_inline struct sock *tcp_sock_of(struct file *f)
+enum sk_class { SK_OTHER = 0, SK_TCP = 1, SK_UDP = 2 };
+
+/* The struct sock of an inet socket file and whether it is TCP (stream) or UDP, else 0. */
+static __always_inline struct sock *inet_sock_of(struct file *f, __u32 *cls)
 {
+    *cls = SK_OTHER;
     if (!f)
         return 0;
     umode_t mode = BPF_CORE_READ(f, f_inode, i_mode);
@@ -159,9 +167,26 @@ static __always_inline struct sock *tcp_sock_of(struct file *f)
         return 0;
     __u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
     __u16 type = BPF_CORE_READ(sk, sk_type);
-    if ((family != AF_INET && family != AF_INET6) || type != SOCK_STREAM)
+    if (family != AF_INET && family != AF_INET6)
         return 0;
-    return sk;
+    if (type == SOCK_STREAM) {
+        *cls = SK_TCP;
+        return sk;
+    }
+    /* SOCK_DGRAM is also ICMP "ping" sockets and UDP-Lite: only plain UDP carries DNS. */
+    if (type == SOCK_DGRAM && BPF_CORE_READ(sk, sk_protocol) == IPPROTO_UDP_NUM) {
+        *cls = SK_UDP;
+        return sk;
+    }
+    return 0;
+}
+
+/* The struct sock of a TCP (inet, stream) socket file, else 0. */
+static __always_inline struct sock *tcp_sock_of(struct file *f)
+{
+    __u32 cls = SK_OTHER;
+    struct sock *sk = inet_sock_of(f, &cls);
+    return cls == SK_TCP ? sk : 0;
 }
 
 static __always_inline void emit_open(__u64 id, int fd, struct sock *sk, __u32 role)
@@ -213,30 +238,44 @@ static __always_inline void track(__u64 id, int fd, struct file *f, struct sock 
     emit_open(id, fd, sk, role);
 }
 
-/* The socket id of a descriptor if it is a TCP socket we track (classifying it on first sight). */
-static __always_inline __u64 sock_of_fd(__u64 id, int fd)
+/* The socket id of a descriptor if it is a TCP socket we track (classifying it on first sight).
+ * Otherwise 0, and *udp is the struct sock of an inet UDP socket (else 0): the classification
+ * is cached in the same FDS entry, so a UDP descriptor costs no extra walk per call. UDP
+ * sockets never get a SOCKS entry, an OPEN or a CLOSE. */
+static __always_inline __u64 classify_fd(__u64 id, int fd, __u64 *udp)
 {
+    *udp = 0;
     struct file *f = fd_file(fd);
     if (!f)
         return 0;
     __u64 key = (id & 0xffffffff00000000ULL) | (__u32)fd;
     struct fd_entry *fe = bpf_map_lookup_elem(&FDS, &key);
     if (fe && fe->file == (__u64)f) {
-        if (!fe->sock)
+        if (!fe->sock) {
+            *udp = fe->udp;
             return 0;
+        }
         __u64 skey = fe->sock;
         if (bpf_map_lookup_elem(&SOCKS, &skey))
             return fe->sock;
         /* the socket closed while this descriptor stayed open elsewhere: start again */
     }
-    struct sock *sk = tcp_sock_of(f);
-    if (!sk) {
-        struct fd_entry neg = { .file = (__u64)f, .sock = 0 };
+    __u32 cls = SK_OTHER;
+    struct sock *sk = inet_sock_of(f, &cls);
+    if (cls != SK_TCP) {
+        struct fd_entry neg = { .file = (__u64)f, .sock = 0, .udp = cls == SK_UDP ? (__u64)sk : 0 };
         bpf_map_update_elem(&FDS, &key, &neg, BPF_ANY);
+        *udp = neg.udp;
         return 0;
     }
     track(id, fd, f, sk, TL_ROLE_UNKNOWN, 0);
     return (__u64)sk;
+}
+
+static __always_inline __u64 sock_of_fd(__u64 id, int fd)
+{
+    __u64 udp = 0;
+    return classify_fd(id, fd, &udp);
 }
 
 /* ---------------- data capture ---------------- */
@@ -353,6 +392,242 @@ static __always_inline void emit_data(__u64 id, struct pending *p, __u64 total)
         lose(TL_LOSS_TRUNCATED_BYTES, c->left);
 }
 
+/* ---------------- DNS answers over UDP ----------------
+ * A hostname for an IP comes from the DNS answer the process received. Only datagrams from
+ * port 53 are copied: a connected socket's peer port is checked at entry (glibc and Go connect
+ * their resolver sockets); for an unconnected socket (musl's resolver) the source address
+ * the call returns (recvfrom's src_addr, each msg_name) is checked at exit; a call that does
+ * not ask for it (read/readv, or a NULL address) cannot be told apart and is skipped.
+ * Answers over TCP need nothing here: a TCP socket to port 53 is tracked like any other (no
+ * port is filtered anywhere), and its answers (2-byte length prefixed) are its ingress DATA.
+ * Not covered: answers a process gets without a DNS datagram of its own (glibc's nss-resolve
+ * asks systemd-resolved over a unix socket; the resolver's own upstream answers are seen),
+ * DNS over TLS/HTTPS (port 853/443, encrypted), and recvmmsg datagrams past DNS_MMSG_MAX. */
+
+#define DNS_IOV 4        /* iovecs read per datagram (resolvers receive into one buffer) */
+#define DNS_MMSG_MAX 64  /* datagrams read per recvmmsg call */
+
+struct dns_server {
+    __u16 family; /* 0: not known at entry, read the source address at exit */
+    __u16 port;
+    __u8 addr[16];
+};
+
+/* A receive on a UDP socket in flight that may return a DNS answer (pid_tgid -> args). */
+struct dns_pending {
+    __u64 buf;   /* plain buffer, struct iovec * or struct mmsghdr * */
+    __u64 count; /* buffer size, iovec count or mmsghdr count */
+    __u64 name;  /* user struct sockaddr * the source address lands in, else 0 */
+    __s32 fd;
+    __u32 kind;
+    __s32 nr;    /* syscall number: only its own exit consumes the entry */
+    struct dns_server srv;
+};
+
+/* A separate map from PENDING: UDP sockets never enter the TCP tables. LRU: an entry whose
+ * exit never comes (the thread was killed in the call) is evicted instead of piling up. */
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(max_entries, 16384);
+    __type(key, __u64);
+    __type(value, struct dns_pending);
+} DNS_PENDING SEC(".maps");
+
+/* Per-CPU scratch for a DNS record. data[] is twice TL_DNS_MAX so the verifier can accept
+ * `offset < TL_DNS_MAX` plus `length <= TL_DNS_MAX` without relating the two. */
+struct dns_scratch {
+    struct tl_dns rec;
+    __u8 data[2 * TL_DNS_MAX];
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, struct dns_scratch);
+} DNS_SCRATCH SEC(".maps");
+
+/* recvmmsg loop state (per-CPU map, not stack: see COPY_STATE). */
+struct dns_mmsg_ctx {
+    struct dns_pending p;
+    __u64 id;
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, struct dns_mmsg_ctx);
+} DNS_MMSG SEC(".maps");
+
+static __always_inline void sk_peer(struct sock *sk, struct dns_server *srv)
+{
+    srv->family = BPF_CORE_READ(sk, __sk_common.skc_family);
+    srv->port = __builtin_bswap16(BPF_CORE_READ(sk, __sk_common.skc_dport));
+    if (srv->family == AF_INET)
+        bpf_core_read(srv->addr, 4, &sk->__sk_common.skc_daddr);
+    else
+        bpf_core_read(srv->addr, 16, &sk->__sk_common.skc_v6_daddr);
+}
+
+/* Remembers a receive on UDP socket `sk` if its answer can come from port 53. */
+static __always_inline void dns_enter(__u64 id, int nr, int fd, struct sock *sk, __u64 buf, __u64 count,
+                                      __u32 kind, __u64 name)
+{
+    struct dns_pending p = { .buf = buf, .count = count, .name = name, .fd = fd, .kind = kind, .nr = nr };
+    __u16 dport = BPF_CORE_READ(sk, __sk_common.skc_dport);
+    if (dport) {
+        /* connected: only its peer can send to it */
+        if (dport != __builtin_bswap16(DNS_PORT))
+            return;
+        sk_peer(sk, &p.srv);
+    } else if (!name && kind != BUF_MMSG) {
+        return; /* unconnected and the sender is not asked for (recvmmsg: per message, at exit) */
+    }
+    if (bpf_map_update_elem(&DNS_PENDING, &id, &p, BPF_ANY))
+        lose(TL_LOSS_PENDING_FULL, 1);
+}
+
+/* The source address a receive wrote to user memory, if it is port 53. */
+static __always_inline int dns_source(__u64 name, struct dns_server *srv)
+{
+    /* sockaddr_in: family, port, addr at 4; sockaddr_in6: family, port, flowinfo, addr at 8 */
+    __u16 fp[2] = {};
+    if (!name || bpf_probe_read_user(fp, sizeof(fp), (void *)name))
+        return 0;
+    if (fp[1] != __builtin_bswap16(DNS_PORT))
+        return 0;
+    srv->family = fp[0];
+    srv->port = DNS_PORT;
+    if (fp[0] == AF_INET)
+        return bpf_probe_read_user(srv->addr, 4, (void *)(name + 4)) == 0;
+    if (fp[0] == AF_INET6)
+        return bpf_probe_read_user(srv->addr, 16, (void *)(name + 8)) == 0;
+    return 0;
+}
+
+/* Copies up to TL_DNS_MAX of the `total` received bytes into s->data: the count, or -1 if
+ * user memory could not be read. */
+static __always_inline long dns_copy(struct dns_scratch *s, __u32 kind, __u64 buf, __u64 count, __u64 total)
+{
+    if (kind == BUF_PLAIN) {
+        /* recvfrom(MSG_TRUNC) returns the datagram's length even past the buffer */
+        __u64 n = total < count ? total : count;
+        if (n > TL_DNS_MAX)
+            n = TL_DNS_MAX;
+        /* 64-bit throughout: a 32-bit copy gets checked while the original is used */
+        barrier_var(n);
+        if (n > TL_DNS_MAX)
+            return -1;
+        if (n && bpf_probe_read_user(s->data, n, (void *)buf))
+            return -1;
+        return n;
+    }
+    __u64 off = 0;
+    for (int i = 0; i < DNS_IOV; i++) {
+        if (i >= count || off >= total || off >= TL_DNS_MAX)
+            break;
+        struct iovec v = {};
+        if (bpf_probe_read_user(&v, sizeof(v), (void *)(buf + i * sizeof(struct iovec))))
+            return -1;
+        __u64 n = v.iov_len;
+        if (n > total - off)
+            n = total - off;
+        if (n > TL_DNS_MAX - off)
+            n = TL_DNS_MAX - off;
+        __u64 o = off;
+        barrier_var(o);
+        barrier_var(n);
+        if (o >= TL_DNS_MAX || n > TL_DNS_MAX)
+            return -1;
+        if (n && bpf_probe_read_user(s->data + o, n, v.iov_base))
+            return -1;
+        off = o + n;
+    }
+    return off;
+}
+
+/* Emits one received datagram of `total` bytes as a DNS record if it came from port 53. */
+static __always_inline void dns_emit(__u64 id, struct dns_pending *p, __u64 total)
+{
+    struct dns_server srv = p->srv;
+    if (!srv.family && !dns_source(p->name, &srv))
+        return;
+    __u32 zero = 0;
+    struct dns_scratch *s = bpf_map_lookup_elem(&DNS_SCRATCH, &zero);
+    if (!s)
+        return;
+    long n = dns_copy(s, p->kind, p->buf, p->count, total);
+    if (n < 0) {
+        lose(TL_LOSS_READ_FAILED_BYTES, total);
+        return;
+    }
+    __u64 len = n;
+    barrier_var(len);
+    if (len > TL_DNS_MAX)
+        return;
+    fill_hdr(&s->rec.h, TL_DNS, id, p->fd);
+    s->rec.cgroup_id = bpf_get_current_cgroup_id();
+    s->rec.len = len;
+    s->rec.family = srv.family;
+    s->rec.port = srv.port;
+    __builtin_memcpy(s->rec.addr, srv.addr, sizeof(srv.addr));
+    bpf_get_current_comm(s->rec.comm, sizeof(s->rec.comm));
+    s->rec.truncated = total > len;
+    __builtin_memset(s->rec.pad, 0, sizeof(s->rec.pad));
+    if (total > len)
+        lose(TL_LOSS_TRUNCATED_BYTES, total - len);
+    if (bpf_ringbuf_output(&EVENTS, s, sizeof(struct tl_dns) + len, 0)) {
+        lose(TL_LOSS_RING_FULL_RECORDS, 1);
+        lose(TL_LOSS_RING_FULL_BYTES, len);
+    }
+}
+
+/* One datagram of a recvmmsg: struct mmsghdr i (its own iovecs, source and length). */
+static long dns_mmsg_one(__u64 i, void *arg)
+{
+    __u32 zero = 0;
+    struct dns_mmsg_ctx *c = bpf_map_lookup_elem(&DNS_MMSG, &zero);
+    if (!c)
+        return 1;
+    struct mmsghdr m = {};
+    if (bpf_probe_read_user(&m, sizeof(m), (void *)(c->p.buf + i * sizeof(struct mmsghdr))))
+        return 1;
+    struct dns_pending one = c->p;
+    one.kind = BUF_IOV;
+    one.buf = (__u64)m.msg_hdr.msg_iov;
+    one.count = m.msg_hdr.msg_iovlen;
+    one.name = (__u64)m.msg_hdr.msg_name;
+    if (m.msg_len)
+        dns_emit(c->id, &one, m.msg_len);
+    return 0;
+}
+
+/* Exit of a receive: the DNS answer (or answers, for recvmmsg) is in user memory now. */
+static __always_inline void dns_exit(int nr, long ret)
+{
+    __u64 id = bpf_get_current_pid_tgid();
+    struct dns_pending *pp = bpf_map_lookup_elem(&DNS_PENDING, &id);
+    if (!pp)
+        return;
+    struct dns_pending p = *pp;
+    bpf_map_delete_elem(&DNS_PENDING, &id);
+    if (p.nr != nr || ret <= 0)
+        return;
+    if (p.kind != BUF_MMSG) {
+        dns_emit(id, &p, (__u64)ret);
+        return;
+    }
+    __u32 zero = 0;
+    struct dns_mmsg_ctx *c = bpf_map_lookup_elem(&DNS_MMSG, &zero);
+    if (!c)
+        return;
+    c->p = p;
+    c->id = id;
+    /* ret = datagrams received; more than DNS_MMSG_MAX in one call are not read */
+    bpf_loop(ret < DNS_MMSG_MAX ? (__u32)ret : DNS_MMSG_MAX, dns_mmsg_one, 0, 0);
+}
+
 /* ---------------- OpenSSL (uprobes) ---------------- */
 
 /* An SSL_read/SSL_write call in flight on a thread. */
@@ -416,6 +691,29 @@ static __always_inline int data_enter(int fd, __u64 buf, __u64 iovcnt, __u32 kin
     return 0;
 }
 
+/* Entry of a receive: a TCP socket's data, or a UDP socket's possible DNS answer. `size` is
+ * the plain buffer's size, `name` where the source address will be written (0: not asked). */
+static __always_inline int recv_enter(int nr, int fd, __u64 buf, __u64 iovcnt, __u32 kind, __u64 size, __u64 name)
+{
+    __u64 id = bpf_get_current_pid_tgid();
+    if (ignored(id >> 32))
+        return 0;
+    __u64 udp = 0;
+    __u64 sock = classify_fd(id, fd, &udp);
+    if (udp) {
+        dns_enter(id, nr, fd, (struct sock *)udp, buf, kind == BUF_PLAIN ? size : iovcnt, kind, name);
+        return 0;
+    }
+    if (!sock || kind == BUF_MMSG) /* recvmmsg on TCP is not captured */
+        return 0;
+    learn_ssl_socket(id, sock, fd);
+    struct pending p = { .sock = sock, .buf = buf, .iovcnt = iovcnt, .fd = fd, .kind = kind, .dir = TL_INGRESS };
+    if (bpf_map_update_elem(&PENDING, &id, &p, BPF_ANY))
+        lose(TL_LOSS_PENDING_FULL, 1);
+    return 0;
+}
+
+/* Returns 1 if a data syscall of a tracked TCP socket was pending. */
 static __always_inline int data_exit(long ret)
 {
     __u64 id = bpf_get_current_pid_tgid();
@@ -424,9 +722,15 @@ static __always_inline int data_exit(long ret)
         return 0;
     struct pending p = *pp;
     bpf_map_delete_elem(&PENDING, &id);
-    if (ret <= 0)
-        return 0;
-    emit_data(id, &p, (__u64)ret);
+    if (ret > 0)
+        emit_data(id, &p, (__u64)ret);
+    return 1;
+}
+
+static __always_inline int recv_exit(int nr, long ret)
+{
+    if (!data_exit(ret))
+        dns_exit(nr, ret);
     return 0;
 }
 
@@ -622,10 +926,13 @@ int tl_enter_sendmsg(struct trace_event_raw_sys_enter *ctx)
     return data_enter((int)ARG(0), (__u64)m.msg_iov, m.msg_iovlen, BUF_IOV, TL_EGRESS);
 }
 
+/* The syscall number (the tracepoint's __syscall_nr is an int; the rest of `id` is padding). */
+#define NR ((int)ctx->id)
+
 SEC("tracepoint/syscalls/sys_enter_read")
 int tl_enter_read(struct trace_event_raw_sys_enter *ctx)
 {
-    return data_enter((int)ARG(0), ARG(1), 0, BUF_PLAIN, TL_INGRESS);
+    return recv_enter(NR, (int)ARG(0), ARG(1), 0, BUF_PLAIN, ARG(2), 0);
 }
 
 SEC("tracepoint/syscalls/sys_enter_recvfrom")
@@ -633,13 +940,13 @@ int tl_enter_recvfrom(struct trace_event_raw_sys_enter *ctx)
 {
     if (ARG(3) & MSG_PEEK)
         return 0; /* peeked bytes are read again later */
-    return data_enter((int)ARG(0), ARG(1), 0, BUF_PLAIN, TL_INGRESS);
+    return recv_enter(NR, (int)ARG(0), ARG(1), 0, BUF_PLAIN, ARG(2), ARG(4));
 }
 
 SEC("tracepoint/syscalls/sys_enter_readv")
 int tl_enter_readv(struct trace_event_raw_sys_enter *ctx)
 {
-    return data_enter((int)ARG(0), ARG(1), ARG(2), BUF_IOV, TL_INGRESS);
+    return recv_enter(NR, (int)ARG(0), ARG(1), ARG(2), BUF_IOV, 0, 0);
 }
 
 SEC("tracepoint/syscalls/sys_enter_recvmsg")
@@ -650,25 +957,36 @@ int tl_enter_recvmsg(struct trace_event_raw_sys_enter *ctx)
     struct user_msghdr m = {};
     if (bpf_probe_read_user(&m, sizeof(m), (void *)ARG(1)))
         return 0;
-    return data_enter((int)ARG(0), (__u64)m.msg_iov, m.msg_iovlen, BUF_IOV, TL_INGRESS);
+    return recv_enter(NR, (int)ARG(0), (__u64)m.msg_iov, m.msg_iovlen, BUF_IOV, 0, (__u64)m.msg_name);
+}
+
+/* recvmmsg(fd, struct mmsghdr *, vlen, flags, timeout): only for DNS answers. */
+SEC("tracepoint/syscalls/sys_enter_recvmmsg")
+int tl_enter_recvmmsg(struct trace_event_raw_sys_enter *ctx)
+{
+    if (ARG(3) & MSG_PEEK)
+        return 0;
+    return recv_enter(NR, (int)ARG(0), ARG(1), ARG(2), BUF_MMSG, 0, 0);
 }
 
 SEC("tracepoint/syscalls/sys_exit_write")
-int tl_exit_write(struct trace_event_raw_sys_exit *ctx) { return data_exit(ctx->ret); }
+int tl_exit_write(struct trace_event_raw_sys_exit *ctx) { data_exit(ctx->ret); return 0; }
 SEC("tracepoint/syscalls/sys_exit_sendto")
-int tl_exit_sendto(struct trace_event_raw_sys_exit *ctx) { return data_exit(ctx->ret); }
+int tl_exit_sendto(struct trace_event_raw_sys_exit *ctx) { data_exit(ctx->ret); return 0; }
 SEC("tracepoint/syscalls/sys_exit_writev")
-int tl_exit_writev(struct trace_event_raw_sys_exit *ctx) { return data_exit(ctx->ret); }
+int tl_exit_writev(struct trace_event_raw_sys_exit *ctx) { data_exit(ctx->ret); return 0; }
 SEC("tracepoint/syscalls/sys_exit_sendmsg")
-int tl_exit_sendmsg(struct trace_event_raw_sys_exit *ctx) { return data_exit(ctx->ret); }
+int tl_exit_sendmsg(struct trace_event_raw_sys_exit *ctx) { data_exit(ctx->ret); return 0; }
 SEC("tracepoint/syscalls/sys_exit_read")
-int tl_exit_read(struct trace_event_raw_sys_exit *ctx) { return data_exit(ctx->ret); }
+int tl_exit_read(struct trace_event_raw_sys_exit *ctx) { return recv_exit(NR, ctx->ret); }
 SEC("tracepoint/syscalls/sys_exit_recvfrom")
-int tl_exit_recvfrom(struct trace_event_raw_sys_exit *ctx) { return data_exit(ctx->ret); }
+int tl_exit_recvfrom(struct trace_event_raw_sys_exit *ctx) { return recv_exit(NR, ctx->ret); }
 SEC("tracepoint/syscalls/sys_exit_readv")
-int tl_exit_readv(struct trace_event_raw_sys_exit *ctx) { return data_exit(ctx->ret); }
+int tl_exit_readv(struct trace_event_raw_sys_exit *ctx) { return recv_exit(NR, ctx->ret); }
 SEC("tracepoint/syscalls/sys_exit_recvmsg")
-int tl_exit_recvmsg(struct trace_event_raw_sys_exit *ctx) { return data_exit(ctx->ret); }
+int tl_exit_recvmsg(struct trace_event_raw_sys_exit *ctx) { return recv_exit(NR, ctx->ret); }
+SEC("tracepoint/syscalls/sys_exit_recvmmsg")
+int tl_exit_recvmmsg(struct trace_event_raw_sys_exit *ctx) { return recv_exit(NR, ctx->ret); }
 
 /* ---------------- connection lifecycle ---------------- */
 
