@@ -52,6 +52,8 @@ const OPENSSL_PROBES: &[(&str, &str)] = &[
     ("tl_ssl_read_ex", "SSL_read_ex"),
 ];
 const OPENSSL_RET: &str = "tl_ssl_ret";
+/// `SSL_set_fd` entry: which fd an SSL object reads and writes (no return probe).
+const OPENSSL_SET_FD: (&str, &str) = ("tl_ssl_set_fd", "SSL_set_fd");
 
 /// Go crypto/tls programs: entries and the plain uprobes put on each RET.
 const GOTLS_PROGRAMS: &[&str] = &["tl_go_write", "tl_go_write_ret", "tl_go_read", "tl_go_read_ret"];
@@ -263,7 +265,8 @@ impl Probes {
         }
         // The OpenSSL family is optional: if it cannot load, the rest still runs.
         let openssl_unavailable =
-            load_uprobes(&mut ebpf, OPENSSL_PROBES.iter().map(|(p, _)| *p).chain([OPENSSL_RET])).err();
+            load_uprobes(&mut ebpf, OPENSSL_PROBES.iter().map(|(p, _)| *p).chain([OPENSSL_RET, OPENSSL_SET_FD.0]))
+                .err();
         let gotls_unavailable = load_uprobes(&mut ebpf, GOTLS_PROGRAMS.iter().copied()).err();
         if let Some(reason) = &gotls_unavailable {
             tracing::warn!(family = "gotls", %reason, "TLS probes unavailable; Go TLS traffic is seen as ciphertext only");
@@ -326,7 +329,7 @@ impl Probes {
     /// The functions the OpenSSL family hooks, and whether each is required (SSL_write and
     /// SSL_read are; the `_ex` variants exist only since OpenSSL 1.1.1).
     pub const OPENSSL_FUNCTIONS: &'static [(&'static str, bool)] =
-        &[("SSL_write", true), ("SSL_write_ex", false), ("SSL_read", true), ("SSL_read_ex", false)];
+        &[("SSL_write", true), ("SSL_write_ex", false), ("SSL_read", true), ("SSL_read_ex", false), ("SSL_set_fd", false)];
 
     /// Attaches the OpenSSL probes to a shared library or executable at the given file offsets
     /// of its functions (every process that maps that file's inode is covered). `functions`
@@ -352,6 +355,12 @@ impl Probes {
                 })?;
             }
             hooked += 1;
+        }
+        if let Some(&(_, offset)) = functions.iter().find(|(f, _)| *f == OPENSSL_SET_FD.1) {
+            let (program, function) = OPENSSL_SET_FD;
+            uprobe_mut(&mut self.ebpf, "openssl", program)?
+                .attach(offset, target, UProbeScope::AllProcesses)
+                .map_err(|source| AttachError::Attach { function, path: target.display().to_string(), source })?;
         }
         self.attached.push(format!("uprobe/openssl:{}", target.display()));
         Ok(hooked)

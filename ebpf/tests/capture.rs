@@ -327,7 +327,10 @@ fn probe_ring_overflow_is_counted_and_shows_as_a_gap() {
             seen += bytes.len();
         }
     }
-    assert!(gap && seen < payload.len(), "a gap is visible ({seen} of {} bytes)", payload.len());
+    // Userspace sees the loss either inside the stream (a position jumps) or at its end (the
+    // close reports more bytes than arrived): under load the tiny ring may deliver nothing.
+    assert!(seen < payload.len(), "bytes were lost ({seen} of {} arrived)", payload.len());
+    assert!(gap || next < payload.len() as u64, "the loss is visible as a gap");
     assert_eq!(closes(&recs, client.0), vec![(payload.len() as u64, 0)], "the close still has the full count");
 }
 

@@ -169,20 +169,67 @@ fn python_requests_post_body_over_ipv6() {
     stopped.check_data_model().expect("data model");
 }
 
-#[test]
-fn five_mib_post_arrives_intact_at_level_full() {
-    let _lock = probe_lock();
-    let (_server, port) = start_http_server("127.0.0.1").expect("server");
-    let agent = Agent::start(Some(FULL), &["--http-buffer-size", "8mb"]).expect("agent");
-    // 5 MiB of non-repeating bytes, so a glued or shifted chunk cannot go unnoticed.
-    let mut body = Vec::with_capacity(5 << 20);
+/// `len` non-repeating bytes, so a glued or shifted chunk cannot go unnoticed.
+fn noise(len: usize) -> Vec<u8> {
+    let mut body = Vec::with_capacity(len + 4);
     let mut x: u32 = 0x1234_5678;
-    while body.len() < 5 << 20 {
+    while body.len() < len {
         x ^= x << 13;
         x ^= x >> 17;
         x ^= x << 5;
         body.extend_from_slice(&x.to_le_bytes());
     }
+    body.truncate(len);
+    body
+}
+
+/// A body over the default 2 MiB `--http-buffer-size` is stored cut at 2 MiB, with a marker
+/// and its full size, on both sides; the transaction is never dropped.
+#[test]
+fn body_over_the_buffer_size_is_cut_visibly() {
+    let _lock = probe_lock();
+    let (_server, port) = start_http_server("127.0.0.1").expect("server");
+    let agent = Agent::start(Some(FULL), &[]).expect("agent");
+    let body = noise(3 << 20);
+    let file = agent.data_dir().join("big.bin");
+    std::fs::write(&file, &body).expect("write body");
+    run(Command::new("curl").args([
+        "-sS",
+        "-H",
+        "Expect:",
+        "--data-binary",
+        &format!("@{}", file.display()),
+        &format!("http://127.0.0.1:{port}/cut"),
+    ]))
+    .expect("curl upload");
+    let ev = agent
+        .wait_for(Duration::from_secs(30), "both sides' records", |ev| {
+            ["egress-internal", "ingress"].iter().all(|d| {
+                connections_to(ev, port, d)
+                    .iter()
+                    .any(|c| !artifacts_of(ev, c["meta"]["connectionId"].as_str().unwrap_or("")).is_empty())
+            })
+        })
+        .expect("events");
+    for d in ["egress-internal", "ingress"] {
+        let c = one(connections_to(&ev, port, d), d);
+        let a = one(artifacts_of(&ev, c["meta"]["connectionId"].as_str().unwrap_or("")), "record");
+        let o = fetch_object(&agent, a);
+        let req = &o["request"];
+        assert_eq!(b64(&req["body"]), &body[..2 << 20], "{d}: the first 2 MiB, exactly");
+        assert_eq!(req["body_truncated"], true, "{d}");
+        assert_eq!(req["body_size"], 3 << 20, "{d}: the full size is told");
+        assert!(o["response"].get("body_truncated").is_none(), "the small response is whole");
+    }
+    agent.stop().expect("stop").check_data_model().expect("data model");
+}
+
+#[test]
+fn five_mib_post_arrives_intact_at_level_full() {
+    let _lock = probe_lock();
+    let (_server, port) = start_http_server("127.0.0.1").expect("server");
+    let agent = Agent::start(Some(FULL), &["--http-buffer-size", "8mb"]).expect("agent");
+    let body = noise(5 << 20);
     let file = agent.data_dir().join("big.bin");
     std::fs::write(&file, &body).expect("write body");
     let out = run(Command::new("curl").args([

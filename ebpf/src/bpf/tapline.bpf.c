@@ -666,6 +666,26 @@ struct {
     __type(value, struct ssl_sock);
 } SSL_SOCKS SEC(".maps");
 
+/* SSL object -> the fd given to SSL_set_fd (BIO-less callers use the syscall learning above). */
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(max_entries, 65536);
+    __type(key, struct ssl_key);
+    __type(value, __s32);
+} SSL_FDS SEC(".maps");
+
+SEC("uprobe")
+int tl_ssl_set_fd(struct pt_regs *ctx)
+{
+    __u64 id = bpf_get_current_pid_tgid();
+    if (ignored(id >> 32))
+        return 0;
+    struct ssl_key k = { .ssl = PT_REGS_PARM1(ctx), .tgid = id >> 32 };
+    __s32 fd = (__s32)PT_REGS_PARM2(ctx);
+    bpf_map_update_elem(&SSL_FDS, &k, &fd, BPF_ANY);
+    return 0;
+}
+
 static __always_inline void learn_ssl_socket(__u64 id, __u64 sock, int fd)
 {
     struct ssl_call *c = bpf_map_lookup_elem(&SSL_CALLS, &id);
@@ -784,15 +804,28 @@ int tl_ssl_ret(struct pt_regs *ctx)
     if (n == 0)
         return 0;
     struct ssl_key k = { .ssl = c.ssl, .tgid = id >> 32 };
-    struct ssl_sock *ss = bpf_map_lookup_elem(&SSL_SOCKS, &k);
-    if (!ss) {
-        lose(TL_LOSS_TLS_NO_SOCKET, n);
-        return 0;
+    /* The fd given to SSL_set_fd, checked against the live descriptor table, is exact even when
+     * this call made no syscall (data already buffered) or the SSL* address was reused. */
+    __u64 sock = 0;
+    int fd = -1;
+    __s32 *set_fd = bpf_map_lookup_elem(&SSL_FDS, &k);
+    if (set_fd) {
+        fd = *set_fd;
+        sock = sock_of_fd(id, fd);
+    }
+    if (!sock) {
+        struct ssl_sock *ss = bpf_map_lookup_elem(&SSL_SOCKS, &k);
+        if (!ss) {
+            lose(TL_LOSS_TLS_NO_SOCKET, n);
+            return 0;
+        }
+        sock = ss->sock;
+        fd = ss->fd;
     }
     struct pending p = {
-        .sock = ss->sock,
+        .sock = sock,
         .buf = c.buf,
-        .fd = ss->fd,
+        .fd = fd,
         .kind = BUF_PLAIN,
         .dir = c.dir,
         .source = TL_SRC_OPENSSL,
