@@ -27,3 +27,15 @@ if ! python3 -c 'import httpx, h2, grpc' 2>/dev/null; then
 fi
 # nginx is started by the tests themselves with their own config; keep the distro unit from holding port 80.
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active -q nginx 2>/dev/null; then systemctl stop nginx || true; fi
+
+# Real Forward receivers (Fluent Bit, fluentd) beside the repo, and their runtime packages.
+peers="$(cd "$(dirname "$0")/.." && pwd)/../shared/peers"
+if [ -x "$peers/install-deps.sh" ]; then
+  bash "$peers/install-deps.sh" >/dev/null
+fi
+
+# A signature-checking S3 server for the S3 tests (cached in ~/.cargo/bin after the first install).
+if ! command -v s3s-fs >/dev/null 2>&1 && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/s3s-fs" ]; then
+  echo "install-deps: cargo install s3s-fs@0.14.1 (about 2 minutes)" >&2
+  cargo install s3s-fs@0.14.1 --features binary --locked --quiet
+fi

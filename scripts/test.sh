@@ -18,6 +18,9 @@ cargo build --workspace --bins --quiet
 # 10,000 requests need it); TAPLINE_BIN may name another build.
 cargo build --release --bin tapline --quiet
 export TAPLINE_BIN="${TAPLINE_BIN:-$PWD/target/release/tapline}"
+# The Forward interop tests need the real peers in ../shared/peers: absent peers fail the run
+# (set TAPLINE_REQUIRE_PEERS= to let them be skipped, with a message, on a machine without them).
+export TAPLINE_REQUIRE_PEERS="${TAPLINE_REQUIRE_PEERS-1}"
 echo "== tests (agent: $TAPLINE_BIN)"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast

@@ -62,6 +62,9 @@ pub struct RunArgs {
     /// Kernel ring-buffer size (a power of two; b, kb, mb).
     #[arg(long, env = "RING_BUFFER_SIZE", default_value = "16mb", value_parser = parse_size)]
     pub ring_buffer_size: u64,
+    /// Disk spool for remote stores (Forward, S3) while their receiver is down (b, kb, mb, gb).
+    #[arg(long, env = "SPOOL_SIZE", default_value = "1gb", value_parser = parse_size)]
+    pub spool_size: u64,
     /// Seconds between periodic `connection` reports of a long-lived connection.
     #[arg(long, default_value_t = 30)]
     pub report_interval_secs: u64,
@@ -101,7 +104,8 @@ pub fn parse_tls_probes(s: &str) -> Result<TlsProbes, String> {
 pub enum Command {
     /// Write a stored object's exact bytes to stdout (its SHA-1 equals the digest).
     Fetch {
-        /// The object's digest (the `digest` of its artifact_record).
+        /// The object's digest (the `digest` of its artifact_record), or `-` to read an
+        /// artifact_record line (or a digest) from stdin.
         digest: String,
     },
 }

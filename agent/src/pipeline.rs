@@ -384,6 +384,31 @@ impl Pipeline {
         Self::emit(&self.m, &self.event_stores, Event::Issue(ev));
     }
 
+    /// Reports items a remote store dropped because its spool was full, as one `issue`
+    /// (with the count) per report interval.
+    pub fn emit_sink_drop_issue(&self, sink: &str, dropped: u64, now: SystemTime) {
+        let ev = model::Issue {
+            connection_id: String::new(),
+            endpoint_id: String::new(),
+            request_id: String::new(),
+            tags: vec![format!("store:{sink}"), format!("host:{}", self.settings.hostname)],
+            timestamp: model::rfc3339(now),
+            direction: None,
+            error: "store_spool_full".to_string(),
+            url: String::new(),
+            path: String::new(),
+            method: String::new(),
+            status: None,
+            trigger_conditions: vec!["store:spool_full".to_string()],
+            trigger_reasons: vec![format!(
+                "{dropped} items for {sink} were dropped: its receiver was unreachable and the spool (--spool-size) is full"
+            )],
+            count: dropped,
+        };
+        Self::emit(&self.m, &self.event_stores, Event::Issue(ev));
+        self.flush();
+    }
+
     /// Reports a binary the TLS probes cannot read as an `issue` event (agent-level: no
     /// connection or request; the file is in the tags and the reason).
     pub fn emit_attach_issue(&self, issue: &crate::tls_attach::AttachIssue, now: SystemTime) {

@@ -101,15 +101,37 @@ pub fn main(cli: Cli) -> Result<(), RunError> {
     }
 }
 
-fn fetch(common: &CommonArgs, digest: &str) -> Result<(), RunError> {
+/// The artifact_record in `text`: a stdout envelope line or a bare record.
+fn record_of(text: &str) -> Option<serde_json::Value> {
+    let v: serde_json::Value = serde_json::from_str(text.trim()).ok()?;
+    let rec = if v.get("item").is_some() { v.get("item")?.clone() } else { v };
+    rec.get("digest").is_some().then_some(rec)
+}
+
+fn fetch(common: &CommonArgs, what: &str) -> Result<(), RunError> {
     let loaded = load_config(common)?;
     let metrics = Metrics::new();
-    let eff = config::resolve(&loaded.config, &common.data_dir)?;
-    let store = stores::open_object_store(&eff, &metrics)?;
-    let digest = digest.trim().to_ascii_lowercase();
-    let bytes = store
-        .get(&digest)?
-        .ok_or_else(|| RunError::NotFound { digest: digest.clone(), store: store.name().to_string() })?;
+    let eff = config::resolve_in(&loaded.config, &loaded.origin, &common.data_dir)?;
+    let store = stores::open_object_store(&eff, &metrics, &common.data_dir)?;
+    // `-`: an artifact_record line (or a digest) on stdin.
+    let input = if what == "-" {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin().lock(), &mut s).map_err(io("reading stdin"))?;
+        s
+    } else {
+        what.to_string()
+    };
+    let (found, digest) = match record_of(&input) {
+        Some(rec) => {
+            let digest = rec.get("digest").and_then(|d| d.as_str()).unwrap_or_default().to_ascii_lowercase();
+            (store.get_by_record(&rec)?, digest)
+        }
+        None => {
+            let digest = input.trim().to_ascii_lowercase();
+            (store.get(&digest)?, digest)
+        }
+    };
+    let bytes = found.ok_or_else(|| RunError::NotFound { digest, store: store.name().to_string() })?;
     let mut out = std::io::stdout().lock();
     out.write_all(&bytes).map_err(io("writing the object to stdout"))?;
     out.flush().map_err(io("writing the object to stdout"))
@@ -152,10 +174,11 @@ impl LossMetrics {
 
 fn run_agent(common: &CommonArgs, args: &RunArgs) -> Result<(), RunError> {
     let loaded = load_config(common)?;
-    let eff = config::resolve(&loaded.config, &common.data_dir)?;
+    let eff = config::resolve_in(&loaded.config, &loaded.origin, &common.data_dir)?;
     tapline_ebpf::preflight()?;
     let metrics = Metrics::new();
-    let Stores { events, objects } = stores::open(&eff, &metrics)?;
+    let spool = stores::spool_settings(&common.data_dir, args.spool_size);
+    let Stores { events, objects, drops } = stores::open(&eff, &metrics, &spool)?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -250,6 +273,12 @@ fn run_agent(common: &CommonArgs, args: &RunArgs) -> Result<(), RunError> {
                 }
                 _ = tick.tick() => {
                     pipeline.borrow_mut().tick(SystemTime::now());
+                    for (sink, d) in &drops {
+                        let n = d.take();
+                        if n > 0 {
+                            pipeline.borrow().emit_sink_drop_issue(sink, n, SystemTime::now());
+                        }
+                    }
                     ticks += 1;
                     if ticks.is_multiple_of(2) && let Some(a) = attacher.as_mut() {
                         a.rescan(&mut probes);
@@ -283,4 +312,18 @@ fn run_agent(common: &CommonArgs, args: &RunArgs) -> Result<(), RunError> {
     stores::shutdown(&events, &objects, Duration::from_secs(10));
     info!("tapline stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::record_of;
+
+    #[test]
+    fn fetch_takes_an_envelope_a_record_or_a_digest() {
+        let env = r#"{"level":"qpoint","event":"artifact_record","item":{"digest":"ab12","url":"s3://x"}}"#;
+        assert_eq!(record_of(env).unwrap()["url"], "s3://x");
+        assert_eq!(record_of(r#"{"digest":"ab12"}"#).unwrap()["digest"], "ab12");
+        assert!(record_of("3a0e707f765b8b56daf73edefcda3e0464a48099").is_none(), "a digest is not a record");
+        assert!(record_of(r#"{"event":"connection","item":{"meta":{}}}"#).is_none());
+    }
 }

@@ -5,8 +5,11 @@
 //! - [`object`]: the [`object::ObjectStore`] trait, the local directory and stdout stores.
 //! - [`metrics`]: the one metrics pattern every component reports through.
 //! - [`ids`]: connection / request ids and SHA-1 digests.
+pub mod delivery;
 pub mod event;
+pub mod forward;
 pub mod ids;
 pub mod metrics;
 pub mod model;
 pub mod object;
+pub mod s3;

@@ -74,6 +74,14 @@ pub trait ObjectStore: Send + Sync + 'static {
     fn put(&self, object: StoredObject) -> Result<Location, StoreError>;
     /// The exact bytes stored under `digest`.
     fn get(&self, digest: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// The exact bytes of the object an `artifact_record` (its JSON) points at. By default,
+    /// looked up by its `digest`; stores whose `url` says more (an S3 batch member) use it.
+    fn get_by_record(&self, record: &serde_json::Value) -> Result<Option<Vec<u8>>, StoreError> {
+        match record.get("digest").and_then(|d| d.as_str()) {
+            Some(d) => self.get(&d.to_ascii_lowercase()),
+            None => Ok(None),
+        }
+    }
     /// Pushes queued objects out now.
     fn flush(&self);
     /// Flushes and closes, waiting at most `timeout`.

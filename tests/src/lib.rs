@@ -65,7 +65,7 @@ pub struct Agent {
     lines: Arc<Mutex<Vec<String>>>,
     reader: Option<JoinHandle<()>>,
     /// Its data directory (local object store under `objects/`).
-    data_dir: Option<tempfile::TempDir>,
+    data_dir: Option<DataDir>,
     /// The address of its /metrics endpoint.
     pub http: String,
     stderr_path: PathBuf,
@@ -81,13 +81,41 @@ pub struct Stopped {
     /// Its stderr.
     pub stderr: String,
     /// Its data directory.
-    pub data_dir: tempfile::TempDir,
+    pub data_dir: DataDir,
+}
+
+/// An agent's data directory: a temporary one (removed with it) or one the test keeps across
+/// agent runs.
+pub enum DataDir {
+    /// Removed on drop.
+    Temp(tempfile::TempDir),
+    /// Kept.
+    Kept(PathBuf),
+}
+
+impl DataDir {
+    /// The path.
+    pub fn path(&self) -> &Path {
+        match self {
+            DataDir::Temp(t) => t.path(),
+            DataDir::Kept(p) => p,
+        }
+    }
 }
 
 impl Agent {
     /// Starts the agent with an optional config (YAML text) and extra arguments, and waits for /readyz.
     pub fn start(config: Option<&str>, extra: &[&str]) -> Result<Agent> {
-        let data_dir = tempfile::tempdir()?;
+        Self::start_with(config, DataDir::Temp(tempfile::tempdir()?), extra)
+    }
+
+    /// Like [`Agent::start`], with a data directory the test keeps (spools survive restarts).
+    pub fn start_in(config: Option<&str>, data_dir: &Path, extra: &[&str]) -> Result<Agent> {
+        std::fs::create_dir_all(data_dir)?;
+        Self::start_with(config, DataDir::Kept(data_dir.to_path_buf()), extra)
+    }
+
+    fn start_with(config: Option<&str>, data_dir: DataDir, extra: &[&str]) -> Result<Agent> {
         let port = free_port();
         let http = format!("127.0.0.1:{port}");
         let mut cmd = Command::new(bin_path());
@@ -174,6 +202,23 @@ impl Agent {
     /// The agent's data directory.
     pub fn data_dir(&self) -> &Path {
         self.data_dir.as_ref().map(|d| d.path()).unwrap_or(Path::new("/nonexistent"))
+    }
+
+    /// Runs `tapline fetch -` with `line` (an artifact_record envelope) on its stdin.
+    pub fn fetch_line(&self, line: &str) -> Result<Vec<u8>> {
+        let mut cmd = Command::new(bin_path());
+        cmd.arg("--data-dir").arg(self.data_dir());
+        if let Some(c) = &self.config {
+            cmd.arg("--config").arg(c);
+        }
+        let mut child =
+            cmd.args(["fetch", "-"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+        child.stdin.take().context("stdin")?.write_all(line.as_bytes())?;
+        let out = child.wait_with_output()?;
+        if !out.status.success() {
+            bail!("tapline fetch - failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(out.stdout)
     }
 
     /// Runs `tapline fetch` for `digest` against this agent's stores.

@@ -3,6 +3,7 @@
 //! warning each, never silently ignored.
 
 mod model;
+pub mod sinks;
 mod unsupported;
 
 pub use model::*;
@@ -262,6 +263,19 @@ pub enum ObjectStoreKind {
     },
     /// Log lines on stdout.
     Stdout,
+    /// S3-compatible storage.
+    S3(Box<sinks::S3Settings>),
+    /// Fluent Forward (objects as records tagged `<prefix>.object`).
+    Forward(Box<sinks::ForwardSettings>),
+}
+
+/// Where events go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventStoreKind {
+    /// NDJSON envelope lines on stdout.
+    Stdout,
+    /// Fluent Forward.
+    Forward(Box<sinks::ForwardSettings>),
 }
 
 /// The settings the pipeline uses, resolved once from a [`Config`].
@@ -272,6 +286,7 @@ pub struct Effective {
     direction: TapDirection,
     ignore_loopback: bool,
     object_store: ObjectStoreKind,
+    event_stores: Vec<EventStoreKind>,
 }
 
 impl Effective {
@@ -294,6 +309,11 @@ impl Effective {
     /// The object store.
     pub fn object_store(&self) -> &ObjectStoreKind {
         &self.object_store
+    }
+
+    /// Where events go (each event goes to every one; none when the only store is `disabled`).
+    pub fn event_stores(&self) -> &[EventStoreKind] {
+        &self.event_stores
     }
 }
 
@@ -318,18 +338,44 @@ fn stack_level(config: &Config, stack: Option<&str>) -> CaptureLevel {
 
 /// Resolves the pipeline settings; `data_dir` is `--data-dir`.
 pub fn resolve(config: &Config, data_dir: &Path) -> Result<Effective, ConfigError> {
-    let object_store = config
-        .services
-        .object_stores
-        .iter()
-        .find_map(|s| match s.kind {
-            ObjectStoreType::Local => Some(ObjectStoreKind::Local {
+    resolve_in(config, "configuration", data_dir)
+}
+
+/// [`resolve`], naming `origin` in errors (secrets are read from the environment here).
+pub fn resolve_in(config: &Config, origin: &str, data_dir: &Path) -> Result<Effective, ConfigError> {
+    let mut object_store = None;
+    for (i, s) in config.services.object_stores.iter().enumerate() {
+        let base = format!("services.object_stores[{i}]");
+        let kind = match s.kind {
+            ObjectStoreType::Local => ObjectStoreKind::Local {
                 dir: s.dir.as_ref().map(PathBuf::from).unwrap_or_else(|| data_dir.join("objects")),
-            }),
-            ObjectStoreType::Stdout => Some(ObjectStoreKind::Stdout),
-            _ => None,
-        })
-        .unwrap_or_else(|| ObjectStoreKind::Local { dir: data_dir.join("objects") });
+            },
+            ObjectStoreType::Stdout => ObjectStoreKind::Stdout,
+            ObjectStoreType::S3 => ObjectStoreKind::S3(Box::new(sinks::s3(s, origin, &base)?)),
+            ObjectStoreType::Forward => ObjectStoreKind::Forward(Box::new(sinks::forward(&s.options, origin, &base)?)),
+            _ => continue,
+        };
+        object_store.get_or_insert(kind);
+    }
+    let object_store = object_store.unwrap_or_else(|| ObjectStoreKind::Local { dir: data_dir.join("objects") });
+    let mut event_stores = Vec::new();
+    for (i, s) in config.services.event_stores.iter().enumerate() {
+        match s.kind {
+            EventStoreType::Stdout => event_stores.push(EventStoreKind::Stdout),
+            EventStoreType::Forward => event_stores.push(EventStoreKind::Forward(Box::new(sinks::forward(
+                &s.options,
+                origin,
+                &format!("services.event_stores[{i}]"),
+            )?))),
+            EventStoreType::Disabled => {}
+            // Warned about at load: the events go to stdout instead.
+            _ => event_stores.push(EventStoreKind::Stdout),
+        }
+    }
+    if config.services.event_stores.is_empty() {
+        event_stores.push(EventStoreKind::Stdout);
+    }
+    event_stores.dedup();
     let endpoint_levels = config
         .tap
         .endpoints
@@ -342,6 +388,7 @@ pub fn resolve(config: &Config, data_dir: &Path) -> Result<Effective, ConfigErro
         direction: config.tap.direction,
         ignore_loopback: config.tap.ignore_loopback,
         object_store,
+        event_stores,
     })
 }
 

@@ -85,18 +85,15 @@ fn w(path: impl Into<String>, message: impl Into<String>) -> ConfigWarning {
 pub fn warnings(c: &Config) -> Vec<ConfigWarning> {
     let mut out = Vec::new();
     for (i, s) in c.services.event_stores.iter().enumerate() {
-        if !matches!(s.kind, EventStoreType::Stdout | EventStoreType::Disabled) {
+        if !matches!(s.kind, EventStoreType::Stdout | EventStoreType::Disabled | EventStoreType::Forward) {
             out.push(w(
                 format!("services.event_stores[{i}].type"),
                 format!("event store type `{:?}` is not supported yet; events go to stdout", s.kind).to_lowercase(),
             ));
         }
     }
-    if c.services.event_stores.iter().any(|s| s.kind == EventStoreType::Disabled) {
-        out.push(w("services.event_stores", "a `disabled` event store is not supported yet; events go to stdout"));
-    }
     for (i, s) in c.services.object_stores.iter().enumerate() {
-        if !matches!(s.kind, ObjectStoreType::Local | ObjectStoreType::Stdout) {
+        if !matches!(s.kind, ObjectStoreType::Local | ObjectStoreType::Stdout | ObjectStoreType::S3 | ObjectStoreType::Forward) {
             out.push(w(
                 format!("services.object_stores[{i}].type"),
                 format!("object store type `{:?}` is not supported yet; objects go to the local store", s.kind)

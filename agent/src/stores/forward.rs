@@ -1,0 +1,166 @@
+//! Fluent Forward stores: events (tags `<prefix>.connection|artifact_record|issue`) and
+//! objects (`<prefix>.object`), each through a [`Delivery`] (memory queue, disk spool,
+//! retries) to a [`ForwardTransport`].
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use tapline_output::delivery::{Delivery, DeliveryConfig};
+use tapline_output::event::{Event, EventStore};
+use tapline_output::forward::client::{ForwardConfig, ForwardTransport, TlsConfig, event_item, item};
+use tapline_output::forward::codec::Compression;
+use tapline_output::metrics::{ComponentMetrics, Metrics};
+use tapline_output::object::{Location, ObjectStore, StoreError, StoredObject};
+
+use crate::config::sinks::ForwardSettings;
+
+/// Items dropped by a sink since the last look (the run loop turns them into `issue` events).
+#[derive(Clone, Default)]
+pub struct Drops(Arc<AtomicU64>);
+
+impl Drops {
+    /// Takes the count.
+    pub fn take(&self) -> u64 {
+        self.0.swap(0, Ordering::Relaxed)
+    }
+
+    /// The delivery's drop callback, counting into this.
+    pub fn callback(&self) -> tapline_output::delivery::DropCallback {
+        let c = self.0.clone();
+        Box::new(move |n| {
+            c.fetch_add(n, Ordering::Relaxed);
+        })
+    }
+}
+
+fn transport_config(s: &ForwardSettings) -> ForwardConfig {
+    let mut c = ForwardConfig::new(s.host.clone(), s.port);
+    c.tag_prefix = s.tag_prefix.clone();
+    c.tls = s.tls.as_ref().map(|t| TlsConfig {
+        ca_file: t.ca_file.clone(),
+        insecure_skip_verify: t.insecure_skip_verify,
+        client_cert: t.client_cert.clone(),
+        server_name: t.server_name.clone(),
+    });
+    c.shared_key = s.shared_key.clone();
+    if let Some(h) = &s.self_hostname {
+        c.self_hostname = h.clone();
+    }
+    c.username = s.username.clone();
+    c.password = s.password.clone();
+    c.require_ack = s.require_ack;
+    c.compress = if s.gzip { Compression::Gzip } else { Compression::None };
+    c.ack_timeout = s.ack_timeout;
+    c
+}
+
+fn delivery(
+    s: &ForwardSettings,
+    default_tag: &'static str,
+    spool: DeliveryConfig,
+    metrics: ComponentMetrics,
+    drops: &Drops,
+) -> Result<Delivery, StoreError> {
+    let transport = ForwardTransport::new(transport_config(s), default_tag).with_metrics(metrics.clone());
+    let mut cfg = spool;
+    cfg.max_batch_items = s.batch_size;
+    cfg.max_batch_age = s.batch_timeout;
+    Delivery::start(transport, cfg, metrics, drops.callback())
+}
+
+/// Events over Forward.
+pub struct ForwardEventStore {
+    name: String,
+    delivery: Delivery,
+}
+
+impl ForwardEventStore {
+    /// Starts the store; `spool` names its spool directory and cap.
+    pub fn start(s: &ForwardSettings, spool: DeliveryConfig, metrics: &Metrics, drops: &Drops) -> Result<Self, StoreError> {
+        let name = format!("forward:{}:{}", s.host, s.port);
+        let m = metrics.component("event_store", "forward");
+        Ok(Self { name, delivery: delivery(s, "event", spool, m, drops)? })
+    }
+}
+
+impl EventStore for ForwardEventStore {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn submit(&self, event: &Event) {
+        self.delivery.submit(event_item(event, SystemTime::now()));
+    }
+
+    fn flush(&self) {
+        self.delivery.flush();
+    }
+
+    fn shutdown(&self, timeout: Duration) -> Result<(), StoreError> {
+        self.delivery.shutdown(timeout)
+    }
+}
+
+/// Objects over Forward: one record per object, `{"digest", "content_type", "object"}`, tagged
+/// `<prefix>.object`. Nothing can be fetched back from a log pipeline.
+pub struct ForwardObjectStore {
+    name: String,
+    url_base: String,
+    delivery: Delivery,
+}
+
+impl ForwardObjectStore {
+    /// Starts the store.
+    pub fn start(s: &ForwardSettings, spool: DeliveryConfig, metrics: &Metrics, drops: &Drops) -> Result<Self, StoreError> {
+        let name = format!("forward:{}:{}", s.host, s.port);
+        let m = metrics.component("object_store", "forward");
+        let url_base = format!("forward://{}:{}/{}.object", s.host, s.port, s.tag_prefix);
+        Ok(Self { name, url_base, delivery: delivery(s, "object", spool, m, drops)? })
+    }
+}
+
+/// The Forward record of an object: the object itself (it is JSON) under `object`.
+fn object_record(o: &StoredObject) -> Vec<u8> {
+    let object: serde_json::Value =
+        serde_json::from_slice(&o.bytes).unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&o.bytes).into()));
+    let rec = serde_json::json!({"digest": o.digest, "content_type": o.content_type, "object": object});
+    serde_json::to_vec(&rec).unwrap_or_default()
+}
+
+impl ObjectStore for ForwardObjectStore {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn put(&self, object: StoredObject) -> Result<Location, StoreError> {
+        let url = format!("{}#{}", self.url_base, object.digest);
+        self.delivery.submit(item("object", &object_record(&object)));
+        Ok(Location { url })
+    }
+
+    fn get(&self, _digest: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(None)
+    }
+
+    fn flush(&self) {
+        self.delivery.flush();
+    }
+
+    fn shutdown(&self, timeout: Duration) -> Result<(), StoreError> {
+        self.delivery.shutdown(timeout)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn object_records_embed_the_object_json() {
+        let o = StoredObject { digest: "ab".repeat(20), content_type: "application/json", bytes: br#"{"a":1}"#.to_vec() };
+        let v: serde_json::Value = serde_json::from_slice(&object_record(&o)).unwrap();
+        assert_eq!(v["object"]["a"], 1);
+        assert_eq!(v["digest"], "ab".repeat(20));
+    }
+}
