@@ -268,8 +268,9 @@ fn batch_objects(objs: &[(String, Vec<u8>)]) -> HashMap<String, Vec<u8>> {
     out
 }
 
-/// Objects go to S3 in gzip batches readable with zcat; every record's url gives its object
-/// back (`tapline fetch -`), and so does its digest; an outage of the server loses nothing.
+/// 10,000 objects go to S3 in gzip batches readable with zcat; every record's url gives its
+/// object back (`tapline fetch -`), and so does its digest; the server is stopped in the middle
+/// of the run and started again: every object arrives exactly once.
 #[test]
 fn s3_batches_fetch_and_outage() {
     let _lock = probe_lock();
@@ -281,11 +282,11 @@ fn s3_batches_fetch_and_outage() {
     let curl = |from: u32, to: u32| {
         run(Command::new("curl").args(["-sS", "-o", "/dev/null"]).arg(format!("http://127.0.0.1:{hport}/s3/[{from}-{to}]"))).expect("curl");
     };
-    curl(1, 200);
+    curl(1, 5000);
     let records = |ev: &[Value]| -> Vec<Value> {
         items(ev, "artifact_record").into_iter().filter(|a| a["summary"]["request_host"] == "127.0.0.1").cloned().collect()
     };
-    agent.wait_for(Duration::from_secs(30), "200 records", |ev| records(ev).len() >= 200).expect("records");
+    agent.wait_for(Duration::from_secs(60), "5,000 records", |ev| records(ev).len() >= 5000).expect("records");
     wait("the batches are uploaded", 60, || {
         let got = batch_objects(&s3.objects());
         records(&agent.events()).iter().all(|r| got.contains_key(r["digest"].as_str().unwrap_or("")))
@@ -303,19 +304,32 @@ fn s3_batches_fetch_and_outage() {
     }
     // The server goes away for a while; objects keep coming and wait in the spool.
     drop(s3);
-    curl(201, 400);
-    agent.wait_for(Duration::from_secs(30), "400 records", |ev| records(ev).len() >= 400).expect("records");
+    curl(5001, 10_000);
+    agent.wait_for(Duration::from_secs(60), "10,000 records", |ev| records(ev).len() >= 10_000).expect("records");
     std::thread::sleep(Duration::from_secs(3));
     let s3 = S3Server::start(&work.path().join("s3"), port);
     wait("every object arrives after the outage", 90, || {
         let got = batch_objects(&s3.objects());
         records(&agent.events()).iter().all(|r| got.contains_key(r["digest"].as_str().unwrap_or("")))
     });
+    // Exactly once: as many members in the batches as records.
+    let members: usize = s3
+        .objects()
+        .iter()
+        .filter(|(k, _)| k.ends_with(".ndjson.gz"))
+        .map(|(_, b)| {
+            use std::io::Read;
+            let mut t = Vec::new();
+            flate2::read::MultiGzDecoder::new(&b[..]).read_to_end(&mut t).unwrap();
+            t.split(|c| *c == b'\n').filter(|l| !l.is_empty()).count()
+        })
+        .sum();
+    assert_eq!(members, items(&agent.events(), "artifact_record").len(), "each object stored once");
     let (_, m) = agent.get("/metrics").expect("metrics");
     assert!(!m.contains("reason=\"spool_full\""), "{m}");
     let stopped = agent.stop().expect("stop");
     stopped.check_data_model().expect("data model");
-    let _ = s3.port;
+    assert_eq!(s3.port, port);
 }
 
 /// qtap's per-object mode (key = digest), and a wrong secret key named clearly.

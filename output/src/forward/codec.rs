@@ -314,8 +314,8 @@ fn gzip(entries: &[Vec<u8>], raw_len: usize) -> Option<Vec<u8>> {
     enc.finish().ok()
 }
 
-/// zlib level used for CompressedPackedForward: 3 compresses envelope JSON nearly as well as 6 at about twice the
-/// speed.
+/// zlib level of CompressedPackedForward. On 1 KiB envelopes (tests/forward_bench.rs) level 3 shrinks msgpack to 17.3%
+/// at ~89k entries/s per core; level 6: 16.7% at ~58k/s; level 1: 20% at ~123k/s.
 pub const GZIP_LEVEL: u32 = 3;
 
 /// A fresh chunk id: base64 (standard, padded) of 16 random bytes, as the Forward spec asks.
