@@ -328,8 +328,13 @@ impl Probes {
 
     /// The functions the OpenSSL family hooks, and whether each is required (SSL_write and
     /// SSL_read are; the `_ex` variants exist only since OpenSSL 1.1.1).
-    pub const OPENSSL_FUNCTIONS: &'static [(&'static str, bool)] =
-        &[("SSL_write", true), ("SSL_write_ex", false), ("SSL_read", true), ("SSL_read_ex", false), ("SSL_set_fd", false)];
+    pub const OPENSSL_FUNCTIONS: &'static [(&'static str, bool)] = &[
+        ("SSL_write", true),
+        ("SSL_write_ex", false),
+        ("SSL_read", true),
+        ("SSL_read_ex", false),
+        ("SSL_set_fd", false),
+    ];
 
     /// Attaches the OpenSSL probes to a shared library or executable at the given file offsets
     /// of its functions (every process that maps that file's inode is covered). `functions`

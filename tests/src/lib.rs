@@ -436,6 +436,8 @@ pub struct TestCert {
     pub cert: PathBuf,
     /// PEM key.
     pub key: PathBuf,
+    /// The certificate to trust: the issuing CA (or `cert` itself when self-signed).
+    pub ca: PathBuf,
 }
 
 impl TestCert {
@@ -455,7 +457,44 @@ impl TestCert {
             .arg(&key)
             .arg("-out")
             .arg(&cert))?;
-        Ok(Self { dir, cert, key })
+        Ok(Self { dir, ca: cert.clone(), cert, key })
+    }
+
+    /// A leaf certificate (CA:FALSE, SANs tapline.test, localhost, 127.0.0.1) signed by a fresh
+    /// test CA (`ca`): what strict verifiers such as rustls require (they refuse a CA
+    /// certificate as a server's own certificate).
+    pub fn signed() -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let p = |n: &str| dir.path().join(n);
+        let (ca, ca_key, key, csr, cert, ext) =
+            (p("ca.pem"), p("ca.key"), p("key.pem"), p("leaf.csr"), p("cert.pem"), p("leaf.ext"));
+        run(Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30", "-subj", "/CN=tapline test CA"])
+            .arg("-keyout")
+            .arg(&ca_key)
+            .arg("-out")
+            .arg(&ca))?;
+        run(Command::new("openssl")
+            .args(["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=tapline.test", "-keyout"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&csr))?;
+        std::fs::write(
+            &ext,
+            "basicConstraints=critical,CA:FALSE\nsubjectAltName=DNS:tapline.test,DNS:localhost,IP:127.0.0.1\n",
+        )?;
+        run(Command::new("openssl")
+            .args(["x509", "-req", "-days", "30", "-in"])
+            .arg(&csr)
+            .arg("-CA")
+            .arg(&ca)
+            .arg("-CAkey")
+            .arg(&ca_key)
+            .args(["-CAcreateserial", "-extfile"])
+            .arg(&ext)
+            .arg("-out")
+            .arg(&cert))?;
+        Ok(Self { dir, cert, key, ca })
     }
 }
 

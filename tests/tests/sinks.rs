@@ -37,7 +37,18 @@ impl Drop for Peer {
 
 fn start_peer(dir: &std::path::Path, script: &str, port: u16, out: &std::path::Path, extra: &[&str]) -> Peer {
     run(Command::new("bash").arg(dir.join("install-deps.sh"))).expect("peer dependencies");
-    let o = run(Command::new("bash").arg(dir.join(script)).arg(port.to_string()).arg(out).args(extra)).expect(script);
+    // stderr to a file: fluentd's start script leaves a process holding it open.
+    let log = std::fs::File::create(format!("{}.start.log", out.display())).expect("log");
+    let o = Command::new("bash")
+        .arg(dir.join(script))
+        .arg(port.to_string())
+        .arg(out)
+        .args(extra)
+        .stdin(std::process::Stdio::null())
+        .stderr(log)
+        .output()
+        .expect(script);
+    assert!(o.status.success(), "{script} failed: see {}.start.log", out.display());
     let pid = String::from_utf8_lossy(&o.stdout).trim().lines().last().unwrap_or("").trim().parse().expect("peer pid");
     Peer { pid, out: out.to_path_buf() }
 }
@@ -84,7 +95,7 @@ fn wait(what: &str, secs: u64, f: impl Fn() -> bool) {
 fn forward_to_fluent_bit_and_fluentd() {
     let Some(dir) = peers() else { return };
     let _lock = probe_lock();
-    let cert = TestCert::new().expect("cert");
+    let cert = TestCert::signed().expect("cert");
     let (_server, port) = start_http_server("127.0.0.1").expect("server");
     let cases: Vec<(&str, Vec<String>, String)> = vec![
         ("fluent-bit-forward.sh", vec![], String::new()),
@@ -93,13 +104,13 @@ fn forward_to_fluent_bit_and_fluentd() {
         (
             "fluent-bit-forward.sh",
             vec!["--tls".into(), cert.cert.display().to_string(), cert.key.display().to_string()],
-            format!("      tls: {{enabled: true, ca_file: {}, server_name: tapline.test}}\n", cert.cert.display()),
+            format!("      tls: {{enabled: true, ca_file: {}, server_name: tapline.test}}\n", cert.ca.display()),
         ),
         ("fluentd-forward.sh", vec!["--shared-key".into(), "s3cret".into()], "      shared_key: s3cret\n".into()),
         (
             "fluentd-forward.sh",
             vec!["--tls".into(), cert.cert.display().to_string(), cert.key.display().to_string()],
-            format!("      tls: {{enabled: true, ca_file: {}, server_name: tapline.test}}\n", cert.cert.display()),
+            format!("      tls: {{enabled: true, ca_file: {}, server_name: tapline.test}}\n", cert.ca.display()),
         ),
     ];
     for (script, args, extra) in cases {
@@ -109,9 +120,12 @@ fn forward_to_fluent_bit_and_fluentd() {
         let peer = start_peer(&dir, script, fport, &out, &args);
         let agent = Agent::start(Some(&config(fport, &extra)), &[]).expect("agent");
         let marker = format!("/fwd-{fport}");
-        run(Command::new("curl").args(["-sS", "-o", "/dev/null"]).arg(format!("http://127.0.0.1:{port}{marker}"))).expect("curl");
+        run(Command::new("curl").args(["-sS", "-o", "/dev/null"]).arg(format!("http://127.0.0.1:{port}{marker}")))
+            .expect("curl");
         wait(&format!("{script} {extra:?} receives the record"), 30, || {
-            received(&peer).iter().any(|r| r["event"] == "artifact_record" && r["item"]["summary"]["request_host"] == "127.0.0.1")
+            received(&peer)
+                .iter()
+                .any(|r| r["event"] == "artifact_record" && r["item"]["summary"]["request_host"] == "127.0.0.1")
         });
         let recs = received(&peer);
         let r = recs.iter().find(|r| r["event"] == "artifact_record").expect("record");
@@ -141,10 +155,13 @@ fn forward_receiver_outage_loses_nothing() {
     let fport = free_port();
     let out = work.path().join("fb.jsonl");
     let peer = start_peer(&dir, "fluent-bit-forward.sh", fport, &out, &[]);
-    let agent = Agent::start(Some(&config(fport, "      ack_timeout: 5\n")), &["--report-interval-secs", "600"]).expect("agent");
+    let agent = Agent::start(Some(&config(fport, "      ack_timeout: 5\n")), &["--report-interval-secs", "600"])
+        .expect("agent");
     let load = |from: u32, to: u32| {
-        run(Command::new("curl").args(["-sS", "-o", "/dev/null"]).arg(format!("http://127.0.0.1:{port}/o/[{from}-{to}]")))
-            .expect("curl");
+        run(Command::new("curl")
+            .args(["-sS", "-o", "/dev/null"])
+            .arg(format!("http://127.0.0.1:{port}/o/[{from}-{to}]")))
+        .expect("curl");
     };
     load(1, 3000);
     wait("the first part arrives", 60, || records_by_request(&received(&peer)).len() >= 3000);
@@ -152,7 +169,10 @@ fn forward_receiver_outage_loses_nothing() {
     load(3001, 7000);
     std::thread::sleep(Duration::from_secs(2));
     let (_, m) = agent.get("/metrics").expect("metrics");
-    assert!(m.contains("tapline_component_errors_total{kind=\"event_store\",component=\"forward\",stage=\"send\"}"), "{m}");
+    assert!(
+        m.contains("tapline_component_errors_total{kind=\"event_store\",component=\"forward\",stage=\"send\"}"),
+        "{m}"
+    );
     // Back on the same port (a new process: a new output file).
     let out2 = work.path().join("fb2.jsonl");
     let peer2 = start_peer(&dir, "fluent-bit-forward.sh", fport, &out2, &[]);
@@ -184,7 +204,8 @@ fn sigkilled_agent_sends_its_spool_on_restart() {
     let cfg = config(fport, "");
     // No receiver yet: everything is spooled under --data-dir.
     let agent = Agent::start_in(Some(&cfg), &data, &[]).expect("agent");
-    run(Command::new("curl").args(["-sS", "-o", "/dev/null"]).arg(format!("http://127.0.0.1:{port}/k/[1-500]"))).expect("curl");
+    run(Command::new("curl").args(["-sS", "-o", "/dev/null"]).arg(format!("http://127.0.0.1:{port}/k/[1-500]")))
+        .expect("curl");
     wait("the spool fills", 30, || {
         std::fs::read_dir(data.join("spool")).map(|d| d.count() > 0).unwrap_or(false)
             && agent.get("/metrics").map(|(_, m)| m.contains("stage=\"send\"")).unwrap_or(false)
@@ -211,8 +232,12 @@ struct S3Server {
 impl S3Server {
     fn start(dir: &std::path::Path, port: u16) -> S3Server {
         std::fs::create_dir_all(dir.join("tapline")).unwrap();
-        let o = run(Command::new("bash").arg(workspace().join("scripts/s3-server.sh")).arg(dir).arg(port.to_string()).args(["AK", "SK"]))
-            .expect("s3-server.sh");
+        let o = run(Command::new("bash")
+            .arg(workspace().join("scripts/s3-server.sh"))
+            .arg(dir)
+            .arg(port.to_string())
+            .args(["AK", "SK"]))
+        .expect("s3-server.sh");
         let pid = String::from_utf8_lossy(&o.stdout).trim().lines().last().unwrap_or("").trim().parse().expect("pid");
         S3Server { pid, port, dir: dir.to_path_buf() }
     }
@@ -280,11 +305,18 @@ fn s3_batches_fetch_and_outage() {
     let (_server, hport) = start_http_server("127.0.0.1").expect("server");
     let agent = Agent::start(Some(&s3_config(port, "SK", "")), &[]).expect("agent");
     let curl = |from: u32, to: u32| {
-        run(Command::new("curl").args(["-sS", "-o", "/dev/null"]).arg(format!("http://127.0.0.1:{hport}/s3/[{from}-{to}]"))).expect("curl");
+        run(Command::new("curl")
+            .args(["-sS", "-o", "/dev/null"])
+            .arg(format!("http://127.0.0.1:{hport}/s3/[{from}-{to}]")))
+        .expect("curl");
     };
     curl(1, 5000);
     let records = |ev: &[Value]| -> Vec<Value> {
-        items(ev, "artifact_record").into_iter().filter(|a| a["summary"]["request_host"] == "127.0.0.1").cloned().collect()
+        items(ev, "artifact_record")
+            .into_iter()
+            .filter(|a| a["summary"]["request_host"] == "127.0.0.1")
+            .cloned()
+            .collect()
     };
     agent.wait_for(Duration::from_secs(60), "5,000 records", |ev| records(ev).len() >= 5000).expect("records");
     wait("the batches are uploaded", 60, || {
@@ -341,13 +373,18 @@ fn s3_per_object_mode_and_wrong_secret() {
     let s3 = S3Server::start(&work.path().join("s3"), port);
     let (_server, hport) = start_http_server("127.0.0.1").expect("server");
     let agent = Agent::start(Some(&s3_config(port, "SK", "      batch: false\n")), &[]).expect("agent");
-    run(Command::new("curl").args(["-sS", "-o", "/dev/null"]).arg(format!("http://127.0.0.1:{hport}/one"))).expect("curl");
+    run(Command::new("curl").args(["-sS", "-o", "/dev/null"]).arg(format!("http://127.0.0.1:{hport}/one")))
+        .expect("curl");
     let ev = agent
         .wait_for(Duration::from_secs(30), "the record", |ev| {
             items(ev, "artifact_record").iter().any(|a| a["summary"]["request_host"] == "127.0.0.1")
         })
         .expect("record");
-    let r = items(&ev, "artifact_record").into_iter().find(|a| a["summary"]["request_host"] == "127.0.0.1").unwrap().clone();
+    let r = items(&ev, "artifact_record")
+        .into_iter()
+        .find(|a| a["summary"]["request_host"] == "127.0.0.1")
+        .unwrap()
+        .clone();
     let digest = r["digest"].as_str().unwrap().to_string();
     assert_eq!(r["url"], format!("http://127.0.0.1:{port}/tapline/{digest}"), "qtap's default url");
     wait("the object under its digest", 30, || s3.objects().iter().any(|(k, _)| *k == digest));
@@ -356,10 +393,19 @@ fn s3_per_object_mode_and_wrong_secret() {
     agent.stop().expect("stop");
 
     let bad = Agent::start(Some(&s3_config(port, "WRONG", "      batch: false\n")), &[]).expect("agent");
-    run(Command::new("curl").args(["-sS", "-o", "/dev/null"]).arg(format!("http://127.0.0.1:{hport}/two"))).expect("curl");
-    wait("a clear error", 30, || bad.stderr().contains("tapline") && bad.get("/metrics").map(|(_, m)| m.contains("stage=\"rejected\"")).unwrap_or(false));
+    run(Command::new("curl").args(["-sS", "-o", "/dev/null"]).arg(format!("http://127.0.0.1:{hport}/two")))
+        .expect("curl");
+    wait("a clear error", 30, || {
+        bad.stderr().contains("tapline")
+            && bad.get("/metrics").map(|(_, m)| m.contains("stage=\"rejected\"")).unwrap_or(false)
+    });
     let err = bad.stderr();
     let line = err.lines().find(|l| l.contains("delivery failed")).unwrap_or_default().to_string();
-    assert!(line.contains("127.0.0.1") && line.contains("tapline") && (line.to_lowercase().contains("credential") || line.contains("Signature")), "{line}");
+    assert!(
+        line.contains("127.0.0.1")
+            && line.contains("tapline")
+            && (line.to_lowercase().contains("credential") || line.contains("Signature")),
+        "{line}"
+    );
     bad.stop().expect("stop");
 }

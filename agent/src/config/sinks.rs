@@ -205,8 +205,7 @@ fn typed<T: for<'de> Deserialize<'de>>(
     origin: &str,
     base: &str,
 ) -> Result<T, ConfigError> {
-    let map: serde_yaml_ng::Mapping =
-        options.iter().map(|(k, v)| (Value::String(k.clone()), v.clone())).collect();
+    let map: serde_yaml_ng::Mapping = options.iter().map(|(k, v)| (Value::String(k.clone()), v.clone())).collect();
     serde_path_to_error::deserialize(Value::Mapping(map)).map_err(|e| {
         let inner = e.path().to_string();
         let path = if inner == "." || inner.is_empty() { base.to_string() } else { format!("{base}.{inner}") };
@@ -242,7 +241,8 @@ pub fn forward(options: &BTreeMap<String, Value>, origin: &str, base: &str) -> R
     if o.tls.cert_file.is_some() != o.tls.key_file.is_some() {
         return Err(invalid(origin, format!("{base}.tls"), "cert_file and key_file go together"));
     }
-    let shared_key = o.shared_key.as_ref().map(|s| resolve_secret(s, origin, &format!("{base}.shared_key"))).transpose()?;
+    let shared_key =
+        o.shared_key.as_ref().map(|s| resolve_secret(s, origin, &format!("{base}.shared_key"))).transpose()?;
     let password = o.password.as_ref().map(|s| resolve_secret(s, origin, &format!("{base}.password"))).transpose()?;
     let batch_size = o.batch_size.unwrap_or(1000);
     if batch_size == 0 {
@@ -269,13 +269,18 @@ pub fn forward(options: &BTreeMap<String, Value>, origin: &str, base: &str) -> R
 pub fn s3(c: &ObjectStoreConfig, origin: &str, base: &str) -> Result<S3Settings, ConfigError> {
     let extra: S3Extra = typed(&c.options, origin, base)?;
     let bucket = c.bucket.clone().filter(|b| !b.is_empty());
-    let bucket = bucket.ok_or_else(|| invalid(origin, format!("{base}.bucket"), "an s3 object store needs a bucket"))?;
+    let bucket =
+        bucket.ok_or_else(|| invalid(origin, format!("{base}.bucket"), "an s3 object store needs a bucket"))?;
     let key = |s: &Option<ValueSource>, name: &str| {
         s.as_ref().map(|v| resolve_secret(&Secret::Source(v.clone()), origin, &format!("{base}.{name}"))).transpose()
     };
     let (access_key, secret_key) = (key(&c.access_key, "access_key")?, key(&c.secret_key, "secret_key")?);
     if access_key.is_some() != secret_key.is_some() {
-        return Err(invalid(origin, base.to_string(), "access_key and secret_key go together (or neither: the AWS credential chain)"));
+        return Err(invalid(
+            origin,
+            base.to_string(),
+            "access_key and secret_key go together (or neither: the AWS credential chain)",
+        ));
     }
     Ok(S3Settings {
         endpoint: c.endpoint.clone().unwrap_or_else(|| "s3.amazonaws.com".into()),
@@ -287,7 +292,12 @@ pub fn s3(c: &ObjectStoreConfig, origin: &str, base: &str) -> Result<S3Settings,
         secret_key,
         batch: extra.batch.unwrap_or(true),
         batch_max_bytes: extra.batch_max_bytes.unwrap_or(8 << 20),
-        batch_max_age: seconds(extra.batch_max_seconds, Duration::from_secs(10), origin, format!("{base}.batch_max_seconds"))?,
+        batch_max_age: seconds(
+            extra.batch_max_seconds,
+            Duration::from_secs(10),
+            origin,
+            format!("{base}.batch_max_seconds"),
+        )?,
         prefix: extra.prefix.unwrap_or_default(),
     })
 }
@@ -303,7 +313,10 @@ mod tests {
     #[test]
     fn forward_defaults_and_errors_name_the_key() {
         let f = forward(&opts("host: fluent-bit"), "q.yaml", "services.event_stores[0]").unwrap();
-        assert_eq!((f.port, f.tag_prefix.as_str(), f.require_ack, f.gzip, f.batch_size), (24224, "tapline", true, true, 1000));
+        assert_eq!(
+            (f.port, f.tag_prefix.as_str(), f.require_ack, f.gzip, f.batch_size),
+            (24224, "tapline", true, true, 1000)
+        );
         assert!(f.tls.is_none() && f.shared_key.is_none());
         let e = forward(&opts("host: x\nport: nope"), "q.yaml", "services.event_stores[0]").unwrap_err().to_string();
         assert!(e.starts_with("q.yaml: services.event_stores[0].port:"), "{e}");
@@ -313,7 +326,8 @@ mod tests {
         assert!(e.to_string().contains("TAPLINE_NO_SUCH_VAR"), "{e}");
         let e = forward(&opts("host: x\ntsl: {enabled: true}"), "q", "s").unwrap_err().to_string();
         assert!(e.contains("tsl"), "a misspelt key is an error, not ignored: {e}");
-        let f = forward(&opts("host: x\nshared_key: k\ntls: {enabled: true, insecure_skip_verify: true}"), "q", "s").unwrap();
+        let f = forward(&opts("host: x\nshared_key: k\ntls: {enabled: true, insecure_skip_verify: true}"), "q", "s")
+            .unwrap();
         assert_eq!(f.shared_key.as_deref(), Some("k"));
         assert!(f.tls.is_some_and(|t| t.insecure_skip_verify));
     }
@@ -327,7 +341,8 @@ mod tests {
         let s = s3(&c, "q", "services.object_stores[0]").unwrap();
         assert_eq!((s.bucket.as_str(), s.endpoint.as_str(), s.insecure, s.batch), ("b", "127.0.0.1:9000", true, false));
         assert_eq!((s.access_key.as_deref(), s.secret_key.as_deref()), (Some("AK"), Some("SK")));
-        let c: ObjectStoreConfig = serde_yaml_ng::from_str("type: s3\nbucket: b\naccess_key: {type: text, value: AK}").unwrap();
+        let c: ObjectStoreConfig =
+            serde_yaml_ng::from_str("type: s3\nbucket: b\naccess_key: {type: text, value: AK}").unwrap();
         assert!(s3(&c, "q", "s").unwrap_err().to_string().contains("go together"));
         let c: ObjectStoreConfig = serde_yaml_ng::from_str("type: s3\nbucket: b").unwrap();
         let s = s3(&c, "q", "s").unwrap();

@@ -93,7 +93,10 @@ pub fn warnings(c: &Config) -> Vec<ConfigWarning> {
         }
     }
     for (i, s) in c.services.object_stores.iter().enumerate() {
-        if !matches!(s.kind, ObjectStoreType::Local | ObjectStoreType::Stdout | ObjectStoreType::S3 | ObjectStoreType::Forward) {
+        if !matches!(
+            s.kind,
+            ObjectStoreType::Local | ObjectStoreType::Stdout | ObjectStoreType::S3 | ObjectStoreType::Forward
+        ) {
             out.push(w(
                 format!("services.object_stores[{i}].type"),
                 format!("object store type `{:?}` is not supported yet; objects go to the local store", s.kind)

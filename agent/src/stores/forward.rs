@@ -77,7 +77,12 @@ pub struct ForwardEventStore {
 
 impl ForwardEventStore {
     /// Starts the store; `spool` names its spool directory and cap.
-    pub fn start(s: &ForwardSettings, spool: DeliveryConfig, metrics: &Metrics, drops: &Drops) -> Result<Self, StoreError> {
+    pub fn start(
+        s: &ForwardSettings,
+        spool: DeliveryConfig,
+        metrics: &Metrics,
+        drops: &Drops,
+    ) -> Result<Self, StoreError> {
         let name = format!("forward:{}:{}", s.host, s.port);
         let m = metrics.component("event_store", "forward");
         Ok(Self { name, delivery: delivery(s, "event", spool, m, drops)? })
@@ -112,7 +117,12 @@ pub struct ForwardObjectStore {
 
 impl ForwardObjectStore {
     /// Starts the store.
-    pub fn start(s: &ForwardSettings, spool: DeliveryConfig, metrics: &Metrics, drops: &Drops) -> Result<Self, StoreError> {
+    pub fn start(
+        s: &ForwardSettings,
+        spool: DeliveryConfig,
+        metrics: &Metrics,
+        drops: &Drops,
+    ) -> Result<Self, StoreError> {
         let name = format!("forward:{}:{}", s.host, s.port);
         let m = metrics.component("object_store", "forward");
         let url_base = format!("forward://{}:{}/{}.object", s.host, s.port, s.tag_prefix);
@@ -122,8 +132,8 @@ impl ForwardObjectStore {
 
 /// The Forward record of an object: the object itself (it is JSON) under `object`.
 fn object_record(o: &StoredObject) -> Vec<u8> {
-    let object: serde_json::Value =
-        serde_json::from_slice(&o.bytes).unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&o.bytes).into()));
+    let object: serde_json::Value = serde_json::from_slice(&o.bytes)
+        .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&o.bytes).into()));
     let rec = serde_json::json!({"digest": o.digest, "content_type": o.content_type, "object": object});
     serde_json::to_vec(&rec).unwrap_or_default()
 }
@@ -158,7 +168,8 @@ mod tests {
 
     #[test]
     fn object_records_embed_the_object_json() {
-        let o = StoredObject { digest: "ab".repeat(20), content_type: "application/json", bytes: br#"{"a":1}"#.to_vec() };
+        let o =
+            StoredObject { digest: "ab".repeat(20), content_type: "application/json", bytes: br#"{"a":1}"#.to_vec() };
         let v: serde_json::Value = serde_json::from_slice(&object_record(&o)).unwrap();
         assert_eq!(v["object"]["a"], 1);
         assert_eq!(v["digest"], "ab".repeat(20));

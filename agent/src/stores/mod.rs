@@ -79,7 +79,12 @@ fn open_object_store_with(
         ObjectStoreKind::Stdout => Arc::new(StdoutObjectStore::new(metrics.component("object_store", "stdout"))),
         ObjectStoreKind::Forward(f) => {
             let d = Drops::default();
-            let store = ForwardObjectStore::start(f, spool.for_sink(&format!("objects-forward-{}-{}", f.host, f.port), sinks), metrics, &d)?;
+            let store = ForwardObjectStore::start(
+                f,
+                spool.for_sink(&format!("objects-forward-{}-{}", f.host, f.port), sinks),
+                metrics,
+                &d,
+            )?;
             drops.push((store.name().to_string(), d));
             Arc::new(store)
         }
@@ -100,10 +105,17 @@ pub fn open(eff: &Effective, metrics: &Metrics, spool: &SpoolSettings) -> Result
     let mut events: Vec<Arc<dyn EventStore>> = Vec::new();
     for e in eff.event_stores() {
         match e {
-            EventStoreKind::Stdout => events.push(Arc::new(StdoutEventStore::new(metrics.component("event_store", "stdout")))),
+            EventStoreKind::Stdout => {
+                events.push(Arc::new(StdoutEventStore::new(metrics.component("event_store", "stdout"))))
+            }
             EventStoreKind::Forward(f) => {
                 let d = Drops::default();
-                let store = ForwardEventStore::start(f, spool.for_sink(&format!("events-forward-{}-{}", f.host, f.port), sinks), metrics, &d)?;
+                let store = ForwardEventStore::start(
+                    f,
+                    spool.for_sink(&format!("events-forward-{}-{}", f.host, f.port), sinks),
+                    metrics,
+                    &d,
+                )?;
                 drops.push((store.name().to_string(), d));
                 events.push(Arc::new(store));
             }

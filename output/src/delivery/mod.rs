@@ -221,7 +221,12 @@ impl Delivery {
             self.shared.wake.notify_all();
             while (!st.memory.is_empty() || st.in_flight > 0 || !st.spool.is_empty()) && Instant::now() < deadline {
                 let left = deadline.saturating_duration_since(Instant::now());
-                st = self.shared.idle.wait_timeout(st, left.min(Duration::from_millis(100))).map(|r| r.0).unwrap_or_else(|p| p.into_inner().0);
+                st = self
+                    .shared
+                    .idle
+                    .wait_timeout(st, left.min(Duration::from_millis(100)))
+                    .map(|r| r.0)
+                    .unwrap_or_else(|p| p.into_inner().0);
             }
             st.closing = true;
         }
@@ -241,7 +246,8 @@ fn backoff(cfg: &DeliveryConfig, failures: u32, fatal: bool) -> Duration {
     let base = if fatal { cfg.max_backoff } else { cfg.min_backoff * 2u32.saturating_pow(failures.min(16)) };
     let d = base.min(cfg.max_backoff);
     // Jitter: 50–100 % of the delay, so many agents do not retry in step.
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
     d.mul_f64(0.5 + f64::from(nanos % 1000) / 2000.0)
 }
 

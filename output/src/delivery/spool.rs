@@ -372,7 +372,12 @@ mod tests {
         for _ in 0..20 {
             s.push(&big).unwrap();
         }
-        let segs = || std::fs::read_dir(dir.path()).unwrap().filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "seg")).count();
+        let segs = || {
+            std::fs::read_dir(dir.path())
+                .unwrap()
+                .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "seg"))
+                .count()
+        };
         assert!(segs() >= 2, "several segments");
         let first = s.peek(2, 3 << 20).unwrap();
         assert_eq!(first.len(), 2);
@@ -388,7 +393,12 @@ mod tests {
             s.push(&it).unwrap();
         }
         drop(s);
-        let seg = std::fs::read_dir(dir.path()).unwrap().flatten().find(|e| e.path().extension().is_some_and(|x| x == "seg")).unwrap().path();
+        let seg = std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .find(|e| e.path().extension().is_some_and(|x| x == "seg"))
+            .unwrap()
+            .path();
         let mut f = OpenOptions::new().append(true).open(&seg).unwrap();
         f.write_all(&[9, 0, 0, 0, 1, 2]).unwrap(); // half a record
         drop(f);

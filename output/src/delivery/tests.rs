@@ -127,9 +127,14 @@ fn a_full_spool_drops_and_reports_every_item() {
     let dropped = Arc::new(AtomicU64::new(0));
     let dr = dropped.clone();
     let m = crate::metrics::Metrics::new();
-    let d = Delivery::start(t.clone(), c, m.component("sink", "fake"), Box::new(move |n| {
-        dr.fetch_add(n, Ordering::Relaxed);
-    }))
+    let d = Delivery::start(
+        t.clone(),
+        c,
+        m.component("sink", "fake"),
+        Box::new(move |n| {
+            dr.fetch_add(n, Ordering::Relaxed);
+        }),
+    )
     .unwrap();
     for i in 0..500 {
         d.submit(item(i));
