@@ -21,6 +21,8 @@ pub mod pipeline;
 pub mod plugins;
 pub mod process;
 pub mod proto;
+pub mod redact;
+pub mod rules;
 pub mod run;
 pub mod server;
 pub mod stores;

@@ -17,6 +17,21 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
+/// A qtap configuration that captures everything: every direction, loopback included, level
+/// `full`, events on stdout, objects in the local store.
+pub const FULL_CAPTURE: &str = r#"
+version: 2
+services:
+  event_stores: [{id: console, type: stdout}]
+  object_stores: [{id: disk, type: local}]
+stacks:
+  all: {plugins: [{type: http_capture, config: {level: full}}]}
+tap:
+  direction: all
+  ignore_loopback: false
+  http: {stack: all}
+"#;
+
 /// The workspace root (parent of `tests/`).
 pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()

@@ -7,33 +7,11 @@ use std::time::Duration;
 use serde_json::Value;
 use tapline_e2e::*;
 
-const FULL: &str = r#"
-version: 2
-services:
-  event_stores:
-    - id: console
-      type: stdout
-  object_stores:
-    - id: disk
-      type: local
-stacks:
-  capture_all:
-    plugins:
-      - type: http_capture
-        config:
-          level: full
-tap:
-  direction: all
-  ignore_loopback: false
-  http:
-    stack: capture_all
-"#;
-
 #[test]
 fn curl_egress_and_server_ingress_every_field() {
     let _lock = probe_lock();
     let (_server, port) = start_http_server("127.0.0.1").expect("server");
-    let agent = Agent::start(Some(FULL), &[]).expect("agent");
+    let agent = Agent::start(Some(FULL_CAPTURE), &[]).expect("agent");
     let out = run(Command::new("curl").args([
         "-sS",
         "-H",
@@ -137,7 +115,7 @@ fn curl_egress_and_server_ingress_every_field() {
 fn python_requests_post_body_over_ipv6() {
     let _lock = probe_lock();
     let (_server, port) = start_http_server("::1").expect("server");
-    let agent = Agent::start(Some(FULL), &[]).expect("agent");
+    let agent = Agent::start(Some(FULL_CAPTURE), &[]).expect("agent");
     let script = format!(
         "import requests; r = requests.post('http://[::1]:{port}/submit', data=b'marker-py-body-0123456789', \
          headers={{'Content-Type': 'application/octet-stream'}}); print(r.status_code)"
@@ -189,7 +167,7 @@ fn noise(len: usize) -> Vec<u8> {
 fn body_over_the_buffer_size_is_cut_visibly() {
     let _lock = probe_lock();
     let (_server, port) = start_http_server("127.0.0.1").expect("server");
-    let agent = Agent::start(Some(FULL), &[]).expect("agent");
+    let agent = Agent::start(Some(FULL_CAPTURE), &[]).expect("agent");
     let body = noise(3 << 20);
     let file = agent.data_dir().join("big.bin");
     std::fs::write(&file, &body).expect("write body");
@@ -228,7 +206,7 @@ fn body_over_the_buffer_size_is_cut_visibly() {
 fn five_mib_post_arrives_intact_at_level_full() {
     let _lock = probe_lock();
     let (_server, port) = start_http_server("127.0.0.1").expect("server");
-    let agent = Agent::start(Some(FULL), &["--http-buffer-size", "8mb"]).expect("agent");
+    let agent = Agent::start(Some(FULL_CAPTURE), &["--http-buffer-size", "8mb"]).expect("agent");
     let body = noise(5 << 20);
     let file = agent.data_dir().join("big.bin");
     std::fs::write(&file, &body).expect("write body");
@@ -265,7 +243,7 @@ fn five_mib_post_arrives_intact_at_level_full() {
 fn thousand_keepalive_requests_one_connection() {
     let _lock = probe_lock();
     let (_server, port) = start_http_server("127.0.0.1").expect("server");
-    let agent = Agent::start(Some(FULL), &["--report-interval-secs", "600"]).expect("agent");
+    let agent = Agent::start(Some(FULL_CAPTURE), &["--report-interval-secs", "600"]).expect("agent");
     // curl's URL globbing reuses one connection for all 1,000 requests.
     run(Command::new("curl").args(["-sS", "-o", "/dev/null", &format!("http://127.0.0.1:{port}/k/[1-1000]")]))
         .expect("curl");
@@ -325,7 +303,7 @@ fn embedded_default_is_summary_level() {
 fn sigterm_finalizes_open_connections() {
     let _lock = probe_lock();
     let (_server, port) = start_http_server("127.0.0.1").expect("server");
-    let agent = Agent::start(Some(FULL), &[]).expect("agent");
+    let agent = Agent::start(Some(FULL_CAPTURE), &[]).expect("agent");
     // A client that makes one request and then keeps the connection open.
     let script = format!(
         "import socket,time,sys\ns=socket.create_connection(('127.0.0.1',{port}))\n\
@@ -360,7 +338,7 @@ fn sigterm_finalizes_open_connections() {
 #[test]
 fn non_http_bytes_are_other_and_the_agent_keeps_capturing() {
     let _lock = probe_lock();
-    let agent = Agent::start(Some(FULL), &[]).expect("agent");
+    let agent = Agent::start(Some(FULL_CAPTURE), &[]).expect("agent");
     // A raw TCP echo-less sink receiving garbage.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let gport = listener.local_addr().expect("addr").port();

@@ -9,19 +9,6 @@ use std::time::Duration;
 use serde_json::Value;
 use tapline_e2e::*;
 
-const FULL: &str = r#"
-version: 2
-services:
-  event_stores: [{id: console, type: stdout}]
-  object_stores: [{id: disk, type: local}]
-stacks:
-  all: {plugins: [{type: http_capture, config: {level: full}}]}
-tap:
-  direction: all
-  ignore_loopback: false
-  http: {stack: all}
-"#;
-
 /// The artifact_records of connections to `port` seen from `direction`, with their objects.
 fn records_to(agent: &Agent, ev: &[Value], port: u16, direction: &str) -> Vec<(Value, Value)> {
     let mut out = Vec::new();
@@ -48,7 +35,7 @@ fn header<'a>(o: &'a Value, side: &str, name: &str) -> Option<&'a str> {
 fn curl_h2c_prior_knowledge_both_sides() {
     let _lock = probe_lock();
     let (_server, port) = start_fixture("h2_server.py", &["127.0.0.1"]).expect("h2 server");
-    let agent = Agent::start(Some(FULL), &[]).expect("agent");
+    let agent = Agent::start(Some(FULL_CAPTURE), &[]).expect("agent");
     let out = run(Command::new("curl")
         .args(["-sS", "--http2-prior-knowledge", "-H", "X-Marker: h2-prior"])
         .arg(format!("http://127.0.0.1:{port}/one?x=1")))
@@ -87,7 +74,7 @@ fn curl_h2c_prior_knowledge_both_sides() {
 fn curl_upgrade_h2c_is_one_transaction() {
     let _lock = probe_lock();
     let (_server, port) = start_fixture("h2_server.py", &["127.0.0.1"]).expect("h2 server");
-    let agent = Agent::start(Some(FULL), &[]).expect("agent");
+    let agent = Agent::start(Some(FULL_CAPTURE), &[]).expect("agent");
     let out = run(Command::new("curl").args(["-sS", "--http2"]).arg(format!("http://127.0.0.1:{port}/upgraded")))
         .expect("curl");
     assert_eq!(out.stdout, b"h2 says /upgraded");
@@ -119,7 +106,7 @@ fn nginx_h2_over_tls_with_nghttp_and_curl() {
         &[format!("listen 127.0.0.1:{port} ssl http2; ssl_protocols TLSv1.3; root {};", dir.display())],
     )
     .expect("nginx");
-    let agent = Agent::start(Some(FULL), &[]).expect("agent");
+    let agent = Agent::start(Some(FULL_CAPTURE), &[]).expect("agent");
     // One connection, three streams at once.
     run(Command::new("nghttp").args(["-n", "-m", "1"]).args([
         format!("https://127.0.0.1:{port}/a.txt"),
@@ -170,7 +157,7 @@ fn python_httpx_http2() {
     let _nginx =
         start_nginx(&cert, &[format!("listen 127.0.0.1:{tls_port} ssl http2; root {};", cert.dir.path().display())])
             .expect("nginx");
-    let agent = Agent::start(Some(FULL), &[]).expect("agent");
+    let agent = Agent::start(Some(FULL_CAPTURE), &[]).expect("agent");
     let script = format!(
         "import httpx\n\
          with httpx.Client(http1=False, http2=True) as c:\n    print(c.post('http://127.0.0.1:{h2c_port}/p', content=b'z'*5000).text)\n\
@@ -200,7 +187,7 @@ fn python_httpx_http2() {
 fn grpc_unary_streaming_and_failure() {
     let _lock = probe_lock();
     let (_server, port) = start_fixture("grpc_pair.py", &["server"]).expect("grpc server");
-    let agent = Agent::start(Some(FULL), &[]).expect("agent");
+    let agent = Agent::start(Some(FULL_CAPTURE), &[]).expect("agent");
     let out = run(Command::new("python3").arg(fixture("grpc_pair.py")).args(["client", &port.to_string(), "m-77"]))
         .expect("grpc client");
     assert_eq!(
@@ -247,7 +234,7 @@ fn gzip_and_br_bodies_are_decoded() {
     }
     std::fs::write(&bad, b"this is not gzip").unwrap();
     let (_server, port) = start_fixture("h2_server.py", &["127.0.0.1"]).expect("h2 server");
-    let agent = Agent::start(Some(FULL), &[]).expect("agent");
+    let agent = Agent::start(Some(FULL_CAPTURE), &[]).expect("agent");
     for (coding, file) in [("gzip", &gz), ("br", &br), ("gzip", &bad)] {
         let mut got = Vec::new();
         let mut child = Command::new("curl")
@@ -304,7 +291,7 @@ fn h2_connection_seen_from_its_middle_raises_one_issue() {
     let mut line = String::new();
     std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
     assert_eq!(line.trim(), "h2 says /before");
-    let agent = Agent::start(Some(FULL), &[]).expect("agent");
+    let agent = Agent::start(Some(FULL_CAPTURE), &[]).expect("agent");
     client.stdin.take().unwrap().write_all(b"go\n").unwrap();
     let mut rest = String::new();
     stdout.read_to_string(&mut rest).unwrap();
@@ -331,7 +318,7 @@ fn h2_connection_seen_from_its_middle_raises_one_issue() {
 fn websocket_upgrade_is_one_transaction() {
     let _lock = probe_lock();
     let (_server, port) = start_http_server("127.0.0.1").expect("server");
-    let agent = Agent::start(Some(FULL), &[]).expect("agent");
+    let agent = Agent::start(Some(FULL_CAPTURE), &[]).expect("agent");
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     let handshake: &[u8] = b"GET /ws HTTP/1.1\r\nHost: ws.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
           Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";

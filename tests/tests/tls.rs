@@ -9,19 +9,6 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tapline_e2e::*;
 
-const FULL: &str = r#"
-version: 2
-services:
-  event_stores: [{id: console, type: stdout}]
-  object_stores: [{id: disk, type: local}]
-stacks:
-  all: {plugins: [{type: http_capture, config: {level: full}}]}
-tap:
-  direction: all
-  ignore_loopback: false
-  http: {stack: all}
-"#;
-
 /// curl https://tapline.test:<port><path> against 127.0.0.1, trusting the test certificate.
 fn curl_https(port: u16, cert: &TestCert, path: &str, extra: &[&str]) -> Vec<u8> {
     let out = run(Command::new("curl")
@@ -61,7 +48,7 @@ fn assert_tls_side(agent: &Agent, ev: &[Value], port: u16, direction: &str, vers
 #[test]
 fn curl_https_tls13_and_tls12_both_sides_decrypted() {
     let _lock = probe_lock();
-    let agent = Agent::start(Some(FULL), &[]).expect("agent");
+    let agent = Agent::start(Some(FULL_CAPTURE), &[]).expect("agent");
     for (tls_max, version) in [(None, 772u64), (Some("1.2"), 771u64)] {
         let (_server, port, cert) = start_https_server("127.0.0.1", tls_max).expect("server");
         let got = curl_https(port, &cert, "/secret/path?q=1", &["-H", "X-Marker: tls-curl"]);
@@ -87,7 +74,7 @@ fn curl_https_tls13_and_tls12_both_sides_decrypted() {
 fn python_httpx_over_https() {
     let _lock = probe_lock();
     let (_server, port, cert) = start_https_server("127.0.0.1", None).expect("server");
-    let agent = Agent::start(Some(FULL), &[]).expect("agent");
+    let agent = Agent::start(Some(FULL_CAPTURE), &[]).expect("agent");
     let script = format!(
         "import httpx\nwith httpx.Client(verify='{}', http2=False) as c:\n    print(c.get('https://localhost:{port}/httpx').text)",
         cert.cert.display()
@@ -113,7 +100,7 @@ fn python_httpx_over_https() {
 fn python_requests_post_over_https() {
     let _lock = probe_lock();
     let (_server, port, cert) = start_https_server("127.0.0.1", None).expect("server");
-    let agent = Agent::start(Some(FULL), &[]).expect("agent");
+    let agent = Agent::start(Some(FULL_CAPTURE), &[]).expect("agent");
     let script = format!(
         "import requests\nr = requests.post('https://localhost:{port}/upload', data=b'x' * 3000, \
          verify='{}')\nprint(r.text)",
@@ -160,7 +147,7 @@ fn statically_linked_openssl_client() {
     .expect("gcc with libssl-dev's static libraries");
     let ldd = run(Command::new("ldd").arg(&bin)).expect("ldd");
     assert!(!String::from_utf8_lossy(&ldd.stdout).contains("libssl"), "no shared libssl");
-    let agent = Agent::start(Some(FULL), &[]).expect("agent");
+    let agent = Agent::start(Some(FULL_CAPTURE), &[]).expect("agent");
     let out = run(Command::new(&bin).args([&port.to_string(), "tapline.test", "/static-openssl", "300"]))
         .expect("static client");
     assert_eq!(out.stdout, b"hello /static-openssl");
@@ -199,7 +186,7 @@ fn openssl_s_client_to_s_server() {
             .expect("s_server"),
     };
     wait_listening(port);
-    let agent = Agent::start(Some(FULL), &[]).expect("agent");
+    let agent = Agent::start(Some(FULL_CAPTURE), &[]).expect("agent");
     let mut client = Proc {
         child: Command::new("openssl")
             .args(["s_client", "-quiet", "-connect", &format!("127.0.0.1:{port}"), "-servername", "tapline.test"])
@@ -269,7 +256,7 @@ fn nginx_tls12_and_tls13_ingress() {
     let _nginx = start_nginx(&cert, &servers).expect("nginx");
     wait_listening(p12);
     wait_listening(p13);
-    let agent = Agent::start(Some(FULL), &[]).expect("agent");
+    let agent = Agent::start(Some(FULL_CAPTURE), &[]).expect("agent");
     for (port, version) in [(p12, 771u64), (p13, 772u64)] {
         assert_eq!(curl_https(port, &cert, "/index.html", &[]), b"nginx over tls\n");
         let ev = agent
@@ -297,7 +284,7 @@ fn nginx_tls12_and_tls13_ingress() {
 fn undecrypted_tls_keeps_handshake_metadata() {
     let _lock = probe_lock();
     let (_server, port, cert) = start_https_server("127.0.0.1", Some("1.2")).expect("server");
-    let agent = Agent::start(Some(FULL), &["--tls-probes", "none"]).expect("agent");
+    let agent = Agent::start(Some(FULL_CAPTURE), &["--tls-probes", "none"]).expect("agent");
     curl_https(port, &cert, "/opaque", &[]);
     let ev = agent
         .wait_for(Duration::from_secs(15), "ciphertext-only connections", |ev| {
@@ -333,7 +320,7 @@ fn own_mount_namespace_with_private_libssl_copy() {
         .expect("libssl.so.3");
     let copy = cert.dir.path().join("libssl.so.3");
     std::fs::copy(lib, &copy).expect("copy libssl");
-    let agent = Agent::start(Some(FULL), &[]).expect("agent");
+    let agent = Agent::start(Some(FULL_CAPTURE), &[]).expect("agent");
     // In the namespace: bind the copy over the library, then (a new exec there) run curl.
     let script = format!(
         "mount --bind {copy} {lib} && grep -q {lib} /proc/self/mountinfo && sleep 0.3 && \
@@ -378,7 +365,7 @@ fn rss_kib(pid: u32) -> u64 {
 fn two_thousand_short_lived_https_clients() {
     let _lock = probe_lock();
     let (_server, port, cert) = start_https_server("127.0.0.1", None).expect("server");
-    let agent = Agent::start(Some(FULL), &["--report-interval-secs", "5"]).expect("agent");
+    let agent = Agent::start(Some(FULL_CAPTURE), &["--report-interval-secs", "5"]).expect("agent");
     // Warm up (first allocations, caches), then measure.
     curl_https(port, &cert, "/warm", &[]);
     agent
@@ -467,7 +454,7 @@ fn go_client_and_server_stripped_and_not() {
     let cert = TestCert::new().expect("cert");
     let plain = build_go(cert.dir.path(), "gotls", false);
     let stripped = build_go(cert.dir.path(), "gotls-stripped", true);
-    let agent = Agent::start(Some(FULL), &[]).expect("agent");
+    let agent = Agent::start(Some(FULL_CAPTURE), &[]).expect("agent");
     for (server_bin, client_bin) in [(&plain, &stripped), (&stripped, &plain)] {
         // Started after the agent: found through the exec record.
         let (_server, port) = start_go_server(server_bin, &cert);
@@ -553,7 +540,7 @@ fn go_binary_with_unknown_version_is_reported_and_skipped() {
     std::fs::set_permissions(&future, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
 
     let (_server, port, server_cert) = start_https_server("127.0.0.1", None).expect("server");
-    let agent = Agent::start(Some(FULL), &[]).expect("agent");
+    let agent = Agent::start(Some(FULL_CAPTURE), &[]).expect("agent");
     for _ in 0..2 {
         let out = run(Command::new(&future)
             .arg("client")

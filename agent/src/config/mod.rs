@@ -264,9 +264,9 @@ pub enum ObjectStoreKind {
     /// Log lines on stdout.
     Stdout,
     /// S3-compatible storage.
-    S3(Box<sinks::S3Settings>),
+    S3(Box<tapline_output::s3::S3Config>),
     /// Fluent Forward (objects as records tagged `<prefix>.object`).
-    Forward(Box<sinks::ForwardSettings>),
+    Forward(Box<sinks::ForwardStore>),
 }
 
 /// Where events go.
@@ -275,7 +275,7 @@ pub enum EventStoreKind {
     /// NDJSON envelope lines on stdout.
     Stdout,
     /// Fluent Forward.
-    Forward(Box<sinks::ForwardSettings>),
+    Forward(Box<sinks::ForwardStore>),
 }
 
 /// The settings the pipeline uses, resolved once from a [`Config`].

@@ -9,6 +9,10 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_yaml_ng::Value;
 
+use tapline_output::forward::client::{ForwardConfig, TlsConfig};
+use tapline_output::forward::codec::Compression;
+use tapline_output::s3::S3Config;
+
 use super::{ConfigError, ObjectStoreConfig, ValueSource, ValueSourceType};
 
 /// A secret: inline text, an environment variable (`{type: env, value: NAME}`), or a plain string.
@@ -125,75 +129,15 @@ pub struct S3Extra {
     pub prefix: Option<String>,
 }
 
-/// A resolved S3 store.
+/// A resolved Forward store: the transport's settings and how records are batched.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct S3Settings {
-    /// host[:port].
-    pub endpoint: String,
-    /// Bucket.
-    pub bucket: String,
-    /// Region.
-    pub region: String,
-    /// URL template.
-    pub access_url: Option<String>,
-    /// http instead of https.
-    pub insecure: bool,
-    /// Keys; `None`: the standard AWS credential chain.
-    pub access_key: Option<String>,
-    /// Secret key.
-    pub secret_key: Option<String>,
-    /// Batches (true) or one object per key.
-    pub batch: bool,
-    /// Batch size trigger.
-    pub batch_max_bytes: u64,
-    /// Batch age trigger.
-    pub batch_max_age: Duration,
-    /// Key prefix.
-    pub prefix: String,
-}
-
-/// A resolved Forward store.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ForwardSettings {
-    /// Receiver host.
-    pub host: String,
-    /// Receiver port.
-    pub port: u16,
-    /// Tag prefix.
-    pub tag_prefix: String,
-    /// TLS, when enabled.
-    pub tls: Option<TlsSettings>,
-    /// Shared key.
-    pub shared_key: Option<String>,
-    /// Handshake host name.
-    pub self_hostname: Option<String>,
-    /// User.
-    pub username: Option<String>,
-    /// Password.
-    pub password: Option<String>,
-    /// Acks.
-    pub require_ack: bool,
-    /// gzip.
-    pub gzip: bool,
-    /// Records per message.
+pub struct ForwardStore {
+    /// Connection, TLS, handshake, acks, compression.
+    pub transport: ForwardConfig,
+    /// Records per message at most.
     pub batch_size: usize,
-    /// Batch age.
+    /// How long a record may wait for a fuller message.
     pub batch_timeout: Duration,
-    /// Ack timeout.
-    pub ack_timeout: Duration,
-}
-
-/// Resolved TLS settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsSettings {
-    /// CA bundle.
-    pub ca_file: Option<PathBuf>,
-    /// No verification.
-    pub insecure_skip_verify: bool,
-    /// Client cert and key.
-    pub client_cert: Option<(PathBuf, PathBuf)>,
-    /// Name to verify.
-    pub server_name: Option<String>,
 }
 
 fn invalid(origin: &str, path: String, message: impl Into<String>) -> ConfigError {
@@ -222,7 +166,7 @@ fn seconds(v: Option<f64>, default: Duration, origin: &str, path: String) -> Res
 }
 
 /// Reads the keys of a `type: forward` store at `base` (e.g. `services.event_stores[1]`).
-pub fn forward(options: &BTreeMap<String, Value>, origin: &str, base: &str) -> Result<ForwardSettings, ConfigError> {
+pub fn forward(options: &BTreeMap<String, Value>, origin: &str, base: &str) -> Result<ForwardStore, ConfigError> {
     let o: ForwardOptions = typed(options, origin, base)?;
     if o.host.trim().is_empty() {
         return Err(invalid(origin, format!("{base}.host"), "must name the receiver"));
@@ -232,41 +176,40 @@ pub fn forward(options: &BTreeMap<String, Value>, origin: &str, base: &str) -> R
         "none" | "text" => false,
         other => return Err(invalid(origin, format!("{base}.compress"), format!("`{other}`: use gzip or none"))),
     };
-    let tls = o.tls.enabled.then(|| TlsSettings {
+    if o.tls.cert_file.is_some() != o.tls.key_file.is_some() {
+        return Err(invalid(origin, format!("{base}.tls"), "cert_file and key_file go together"));
+    }
+    let batch_size = o.batch_size.unwrap_or(1000);
+    if batch_size == 0 {
+        return Err(invalid(origin, format!("{base}.batch_size"), "must be at least 1"));
+    }
+    let mut t = ForwardConfig::new(o.host, o.port);
+    t.tag_prefix = o.tag_prefix;
+    t.tls = o.tls.enabled.then(|| TlsConfig {
         ca_file: o.tls.ca_file.clone(),
         insecure_skip_verify: o.tls.insecure_skip_verify,
         client_cert: o.tls.cert_file.clone().zip(o.tls.key_file.clone()),
         server_name: o.tls.server_name.clone(),
     });
-    if o.tls.cert_file.is_some() != o.tls.key_file.is_some() {
-        return Err(invalid(origin, format!("{base}.tls"), "cert_file and key_file go together"));
-    }
-    let shared_key =
+    t.shared_key =
         o.shared_key.as_ref().map(|s| resolve_secret(s, origin, &format!("{base}.shared_key"))).transpose()?;
-    let password = o.password.as_ref().map(|s| resolve_secret(s, origin, &format!("{base}.password"))).transpose()?;
-    let batch_size = o.batch_size.unwrap_or(1000);
-    if batch_size == 0 {
-        return Err(invalid(origin, format!("{base}.batch_size"), "must be at least 1"));
+    t.password = o.password.as_ref().map(|s| resolve_secret(s, origin, &format!("{base}.password"))).transpose()?;
+    if let Some(h) = o.self_hostname {
+        t.self_hostname = h;
     }
-    Ok(ForwardSettings {
-        host: o.host,
-        port: o.port,
-        tag_prefix: o.tag_prefix,
-        tls,
-        shared_key,
-        self_hostname: o.self_hostname,
-        username: o.username,
-        password,
-        require_ack: o.require_ack,
-        gzip,
+    t.username = o.username;
+    t.require_ack = o.require_ack;
+    t.compress = if gzip { Compression::Gzip } else { Compression::None };
+    t.ack_timeout = seconds(o.ack_timeout, Duration::from_secs(30), origin, format!("{base}.ack_timeout"))?;
+    Ok(ForwardStore {
+        transport: t,
         batch_size,
         batch_timeout: seconds(o.batch_timeout, Duration::from_millis(500), origin, format!("{base}.batch_timeout"))?,
-        ack_timeout: seconds(o.ack_timeout, Duration::from_secs(30), origin, format!("{base}.ack_timeout"))?,
     })
 }
 
 /// Reads a `type: s3` object store at `base`.
-pub fn s3(c: &ObjectStoreConfig, origin: &str, base: &str) -> Result<S3Settings, ConfigError> {
+pub fn s3(c: &ObjectStoreConfig, origin: &str, base: &str) -> Result<S3Config, ConfigError> {
     let extra: S3Extra = typed(&c.options, origin, base)?;
     let bucket = c.bucket.clone().filter(|b| !b.is_empty());
     let bucket =
@@ -282,24 +225,24 @@ pub fn s3(c: &ObjectStoreConfig, origin: &str, base: &str) -> Result<S3Settings,
             "access_key and secret_key go together (or neither: the AWS credential chain)",
         ));
     }
-    Ok(S3Settings {
-        endpoint: c.endpoint.clone().unwrap_or_else(|| "s3.amazonaws.com".into()),
-        bucket,
-        region: c.region.clone().unwrap_or_else(|| "us-east-1".into()),
-        access_url: c.access_url.clone(),
-        insecure: c.insecure.unwrap_or(false),
-        access_key,
-        secret_key,
-        batch: extra.batch.unwrap_or(true),
-        batch_max_bytes: extra.batch_max_bytes.unwrap_or(8 << 20),
-        batch_max_age: seconds(
-            extra.batch_max_seconds,
-            Duration::from_secs(10),
-            origin,
-            format!("{base}.batch_max_seconds"),
-        )?,
-        prefix: extra.prefix.unwrap_or_default(),
-    })
+    let mut s3 = S3Config::new(bucket);
+    if let Some(e) = &c.endpoint {
+        s3.endpoint = e.clone();
+    }
+    if let Some(r) = &c.region {
+        s3.region = r.clone();
+    }
+    s3.access_url = c.access_url.clone();
+    s3.insecure = c.insecure.unwrap_or(false);
+    s3.access_key = access_key;
+    s3.secret_key = secret_key;
+    s3.batch = extra.batch.unwrap_or(true);
+    if let Some(b) = extra.batch_max_bytes {
+        s3.max_batch_bytes = b;
+    }
+    s3.max_batch_age = seconds(extra.batch_max_seconds, s3.max_batch_age, origin, format!("{base}.batch_max_seconds"))?;
+    s3.key_prefix = extra.prefix.unwrap_or_default();
+    Ok(s3)
 }
 
 #[cfg(test)]
@@ -313,11 +256,12 @@ mod tests {
     #[test]
     fn forward_defaults_and_errors_name_the_key() {
         let f = forward(&opts("host: fluent-bit"), "q.yaml", "services.event_stores[0]").unwrap();
+        let t = &f.transport;
         assert_eq!(
-            (f.port, f.tag_prefix.as_str(), f.require_ack, f.gzip, f.batch_size),
-            (24224, "tapline", true, true, 1000)
+            (t.port, t.tag_prefix.as_str(), t.require_ack, t.compress, f.batch_size),
+            (24224, "tapline", true, Compression::Gzip, 1000)
         );
-        assert!(f.tls.is_none() && f.shared_key.is_none());
+        assert!(t.tls.is_none() && t.shared_key.is_none());
         let e = forward(&opts("host: x\nport: nope"), "q.yaml", "services.event_stores[0]").unwrap_err().to_string();
         assert!(e.starts_with("q.yaml: services.event_stores[0].port:"), "{e}");
         let e = forward(&opts("host: x\ncompress: lz4"), "q.yaml", "s[0]").unwrap_err().to_string();
@@ -328,8 +272,8 @@ mod tests {
         assert!(e.contains("tsl"), "a misspelt key is an error, not ignored: {e}");
         let f = forward(&opts("host: x\nshared_key: k\ntls: {enabled: true, insecure_skip_verify: true}"), "q", "s")
             .unwrap();
-        assert_eq!(f.shared_key.as_deref(), Some("k"));
-        assert!(f.tls.is_some_and(|t| t.insecure_skip_verify));
+        assert_eq!(f.transport.shared_key.as_deref(), Some("k"));
+        assert!(f.transport.tls.is_some_and(|t| t.insecure_skip_verify));
     }
 
     #[test]
@@ -340,6 +284,7 @@ mod tests {
         .unwrap();
         let s = s3(&c, "q", "services.object_stores[0]").unwrap();
         assert_eq!((s.bucket.as_str(), s.endpoint.as_str(), s.insecure, s.batch), ("b", "127.0.0.1:9000", true, false));
+        assert_eq!(s.max_batch_age, std::time::Duration::from_secs(10), "the store's default");
         assert_eq!((s.access_key.as_deref(), s.secret_key.as_deref()), (Some("AK"), Some("SK")));
         let c: ObjectStoreConfig =
             serde_yaml_ng::from_str("type: s3\nbucket: b\naccess_key: {type: text, value: AK}").unwrap();

@@ -316,6 +316,20 @@ fn decide(role: Role, egress: &[u8], ingress: &[u8]) -> Decision {
     if undecided(e) || undecided(i) { Decision::Wait } else { Decision::Other }
 }
 
+/// Feeds the bytes kept during detection to a new parser, the requests' direction first (a
+/// response can only follow its request).
+fn replay(requests: Direction, egress: Vec<u8>, ingress: Vec<u8>, mut feed: impl FnMut(Direction, &[u8])) {
+    let (first, second) = match requests {
+        Direction::Egress => ((Direction::Egress, egress), (Direction::Ingress, ingress)),
+        Direction::Ingress => ((Direction::Ingress, ingress), (Direction::Egress, egress)),
+    };
+    for (d, b) in [first, second] {
+        if !b.is_empty() {
+            feed(d, &b);
+        }
+    }
+}
+
 impl L7State {
     /// The protocol to report for the connection.
     pub fn protocol(&self) -> L7Protocol {
@@ -423,18 +437,9 @@ impl L7State {
                 match decide(role, egress, ingress) {
                     Decision::Tls => self.become_tls(),
                     Decision::Http2 { requests, mid } => {
-                        let (eg, ing) = (std::mem::take(egress), std::mem::take(ingress));
                         let limits = http2::Limits::default();
                         let mut h = Box::new(Http2Conn::new(http2::Parser::new(limits, !mid), requests, policy));
-                        let (first, second) = match requests {
-                            Direction::Egress => ((Direction::Egress, eg), (Direction::Ingress, ing)),
-                            Direction::Ingress => ((Direction::Ingress, ing), (Direction::Egress, eg)),
-                        };
-                        for (d, b) in [first, second] {
-                            if !b.is_empty() {
-                                h.feed(d, &b, at, out);
-                            }
-                        }
+                        replay(requests, std::mem::take(egress), std::mem::take(ingress), |d, b| h.feed(d, b, at, out));
                         *self = L7State::Http2(h);
                     }
                     Decision::Wait if !overflow => {}
@@ -445,23 +450,13 @@ impl L7State {
                             *self = L7State::Other;
                             return;
                         }
-                        let (eg, ing) = (std::mem::take(egress), std::mem::take(ingress));
                         let mut h = Box::new(Http1Conn {
                             parser: Parser::new(http1::Limits::default()),
                             assembler: Assembler::new(policy),
                             requests,
                             upgraded: false,
                         });
-                        // Requests first: a response can only follow its request.
-                        let (first, second) = match requests {
-                            Direction::Egress => ((Direction::Egress, eg), (Direction::Ingress, ing)),
-                            Direction::Ingress => ((Direction::Ingress, ing), (Direction::Egress, eg)),
-                        };
-                        for (d, b) in [first, second] {
-                            if !b.is_empty() {
-                                h.feed(d, &b, at, out);
-                            }
-                        }
+                        replay(requests, std::mem::take(egress), std::mem::take(ingress), |d, b| h.feed(d, b, at, out));
                         *self = L7State::Http1(h);
                     }
                 }

@@ -8,12 +8,11 @@ use std::time::{Duration, SystemTime};
 
 use tapline_output::delivery::{Delivery, DeliveryConfig};
 use tapline_output::event::{Event, EventStore};
-use tapline_output::forward::client::{ForwardConfig, ForwardTransport, TlsConfig, event_item, item};
-use tapline_output::forward::codec::Compression;
+use tapline_output::forward::client::{ForwardTransport, event_item, item};
 use tapline_output::metrics::{ComponentMetrics, Metrics};
 use tapline_output::object::{Location, ObjectStore, StoreError, StoredObject};
 
-use crate::config::sinks::ForwardSettings;
+use crate::config::sinks::ForwardStore;
 
 /// Items dropped by a sink since the last look (the run loop turns them into `issue` events).
 #[derive(Clone, Default)]
@@ -34,35 +33,14 @@ impl Drops {
     }
 }
 
-fn transport_config(s: &ForwardSettings) -> ForwardConfig {
-    let mut c = ForwardConfig::new(s.host.clone(), s.port);
-    c.tag_prefix = s.tag_prefix.clone();
-    c.tls = s.tls.as_ref().map(|t| TlsConfig {
-        ca_file: t.ca_file.clone(),
-        insecure_skip_verify: t.insecure_skip_verify,
-        client_cert: t.client_cert.clone(),
-        server_name: t.server_name.clone(),
-    });
-    c.shared_key = s.shared_key.clone();
-    if let Some(h) = &s.self_hostname {
-        c.self_hostname = h.clone();
-    }
-    c.username = s.username.clone();
-    c.password = s.password.clone();
-    c.require_ack = s.require_ack;
-    c.compress = if s.gzip { Compression::Gzip } else { Compression::None };
-    c.ack_timeout = s.ack_timeout;
-    c
-}
-
 fn delivery(
-    s: &ForwardSettings,
+    s: &ForwardStore,
     default_tag: &'static str,
     spool: DeliveryConfig,
     metrics: ComponentMetrics,
     drops: &Drops,
 ) -> Result<Delivery, StoreError> {
-    let transport = ForwardTransport::new(transport_config(s), default_tag).with_metrics(metrics.clone());
+    let transport = ForwardTransport::new(s.transport.clone(), default_tag).with_metrics(metrics.clone());
     let mut cfg = spool;
     cfg.max_batch_items = s.batch_size;
     cfg.max_batch_age = s.batch_timeout;
@@ -78,12 +56,12 @@ pub struct ForwardEventStore {
 impl ForwardEventStore {
     /// Starts the store; `spool` names its spool directory and cap.
     pub fn start(
-        s: &ForwardSettings,
+        s: &ForwardStore,
         spool: DeliveryConfig,
         metrics: &Metrics,
         drops: &Drops,
     ) -> Result<Self, StoreError> {
-        let name = format!("forward:{}:{}", s.host, s.port);
+        let name = format!("forward:{}:{}", s.transport.host, s.transport.port);
         let m = metrics.component("event_store", "forward");
         Ok(Self { name, delivery: delivery(s, "event", spool, m, drops)? })
     }
@@ -118,14 +96,15 @@ pub struct ForwardObjectStore {
 impl ForwardObjectStore {
     /// Starts the store.
     pub fn start(
-        s: &ForwardSettings,
+        s: &ForwardStore,
         spool: DeliveryConfig,
         metrics: &Metrics,
         drops: &Drops,
     ) -> Result<Self, StoreError> {
-        let name = format!("forward:{}:{}", s.host, s.port);
+        let name = format!("forward:{}:{}", s.transport.host, s.transport.port);
         let m = metrics.component("object_store", "forward");
-        let url_base = format!("forward://{}:{}/{}.object", s.host, s.port, s.tag_prefix);
+        let t = &s.transport;
+        let url_base = format!("forward://{}:{}/{}.object", t.host, t.port, t.tag_prefix);
         Ok(Self { name, url_base, delivery: delivery(s, "object", spool, m, drops)? })
     }
 }

@@ -81,7 +81,7 @@ fn open_object_store_with(
             let d = Drops::default();
             let store = ForwardObjectStore::start(
                 f,
-                spool.for_sink(&format!("objects-forward-{}-{}", f.host, f.port), sinks),
+                spool.for_sink(&format!("objects-forward-{}-{}", f.transport.host, f.transport.port), sinks),
                 metrics,
                 &d,
             )?;
@@ -112,7 +112,7 @@ pub fn open(eff: &Effective, metrics: &Metrics, spool: &SpoolSettings) -> Result
                 let d = Drops::default();
                 let store = ForwardEventStore::start(
                     f,
-                    spool.for_sink(&format!("events-forward-{}-{}", f.host, f.port), sinks),
+                    spool.for_sink(&format!("events-forward-{}-{}", f.transport.host, f.transport.port), sinks),
                     metrics,
                     &d,
                 )?;

@@ -11,29 +11,12 @@ use tapline_output::object::{Location, ObjectStore, StoreError, StoredObject};
 use tapline_output::s3::{S3Config, S3ObjectStore, S3Transport};
 
 use super::forward::Drops;
-use crate::config::sinks::S3Settings;
 
 /// The agent's S3 store: the batching store in front, the delivery behind it.
 pub struct S3Store {
     name: String,
     store: S3ObjectStore,
     delivery: Arc<Delivery>,
-}
-
-/// The output crate's configuration for resolved settings.
-pub fn s3_config(s: &S3Settings) -> S3Config {
-    let mut c = S3Config::new(s.bucket.clone());
-    c.endpoint = s.endpoint.clone();
-    c.region = s.region.clone();
-    c.access_url = s.access_url.clone();
-    c.insecure = s.insecure;
-    c.access_key = s.access_key.clone();
-    c.secret_key = s.secret_key.clone();
-    c.batch = s.batch;
-    c.key_prefix = s.prefix.clone();
-    c.max_batch_bytes = s.batch_max_bytes;
-    c.max_batch_age = s.batch_max_age;
-    c
 }
 
 fn store_error(context: &'static str, e: impl std::fmt::Display) -> StoreError {
@@ -43,14 +26,13 @@ fn store_error(context: &'static str, e: impl std::fmt::Display) -> StoreError {
 impl S3Store {
     /// Starts the store; its member index lives in `index_dir`.
     pub fn start(
-        s: &S3Settings,
+        cfg: &S3Config,
         index_dir: &Path,
         spool: DeliveryConfig,
         metrics: &Metrics,
         drops: &Drops,
     ) -> Result<Self, StoreError> {
-        let cfg = s3_config(s);
-        let transport = S3Transport::new(&cfg).map_err(|e| store_error("configuring the client", e))?;
+        let transport = S3Transport::new(cfg).map_err(|e| store_error("configuring the client", e))?;
         let mut dcfg = spool;
         // Each item is a whole upload (a batch, or one object).
         dcfg.max_batch_items = 1;
@@ -59,12 +41,12 @@ impl S3Store {
             Arc::new(Delivery::start(transport, dcfg, metrics.component("uploader", "s3"), drops.callback())?);
         let d = delivery.clone();
         let store = S3ObjectStore::new(
-            cfg,
+            cfg.clone(),
             index_dir,
             metrics.component("object_store", "s3"),
             Box::new(move |upload| d.submit(upload)),
         )?;
-        Ok(Self { name: format!("s3:{}/{}", s.endpoint, s.bucket), store, delivery })
+        Ok(Self { name: format!("s3:{}/{}", cfg.endpoint, cfg.bucket), store, delivery })
     }
 
     /// The object behind an `artifact_record` line (its `url` names batch, offset and length).

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::time::SystemTime;
 
-use super::{Body, BodyPolicy, HttpProtocol, Notice, Transaction};
+use super::{BodyPolicy, HttpProtocol, Notice, Transaction};
 use crate::proto::http1::{Header, RequestHead, ResponseHead, Side};
 use crate::proto::http2::{H2Event, HeadersKind};
 
@@ -68,20 +68,7 @@ impl StreamAssembler {
 
     fn start(&mut self, id: u32, head: RequestHead, at: SystemTime) {
         let s = self.stream(id);
-        s.txn = Some(Transaction {
-            protocol: HttpProtocol::Http2,
-            wire_bytes: None,
-            request: head,
-            request_body: Body::default(),
-            request_trailers: Vec::new(),
-            request_time: at,
-            response: None,
-            response_body: Body::default(),
-            response_trailers: Vec::new(),
-            response_time: None,
-            end_time: at,
-            incomplete: false,
-        });
+        s.txn = Some(Transaction::new(HttpProtocol::Http2, head, at));
     }
 
     fn finish(&mut self, id: u32, at: SystemTime, incomplete: bool, done: &mut Vec<Transaction>) {

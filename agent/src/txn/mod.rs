@@ -98,6 +98,24 @@ pub struct Transaction {
 }
 
 impl Transaction {
+    /// A transaction whose request head was seen at `at`, nothing else yet.
+    pub fn new(protocol: HttpProtocol, request: RequestHead, at: SystemTime) -> Self {
+        Transaction {
+            protocol,
+            wire_bytes: None,
+            request,
+            request_body: Body::default(),
+            request_trailers: Vec::new(),
+            request_time: at,
+            response: None,
+            response_body: Body::default(),
+            response_trailers: Vec::new(),
+            response_time: None,
+            end_time: at,
+            incomplete: false,
+        }
+    }
+
     /// Response head time minus request head time, in whole milliseconds (at least 1), as qtap computes it.
     pub fn duration_ms(&self) -> u64 {
         let end = self.response_time.unwrap_or(self.end_time);
@@ -161,20 +179,7 @@ impl Assembler {
         let policy = self.policy;
         match event {
             Http1Event::RequestHead(head) => self.pending.push_back(Pending {
-                txn: Transaction {
-                    protocol: HttpProtocol::Http1,
-                    wire_bytes: None,
-                    request: head,
-                    request_body: Body::default(),
-                    request_trailers: Vec::new(),
-                    request_time: at,
-                    response: None,
-                    response_body: Body::default(),
-                    response_trailers: Vec::new(),
-                    response_time: None,
-                    end_time: at,
-                    incomplete: false,
-                },
+                txn: Transaction::new(HttpProtocol::Http1, head, at),
                 request_done: false,
                 response_started: false,
             }),

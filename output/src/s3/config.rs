@@ -41,7 +41,7 @@ const DEFAULT_OBJECT_URL: &str = "{{SCHEME}}://{{ENDPOINT}}/{{BUCKET}}/{{DIGEST}
 const RANGE_FRAGMENT: &str = "#bytes={{OFFSET}}-{{END}}";
 
 /// Configuration of an S3-compatible object store.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct S3Config {
     /// `host[:port]` of the service (default [`DEFAULT_ENDPOINT`]).
     pub endpoint: String,
