@@ -53,6 +53,8 @@ pub struct Settings {
     pub agent_instance: String,
     /// Connections tracked at once; more are counted and not tracked.
     pub max_connections: usize,
+    /// Masks secrets in every transaction before it is stored (`None`: redaction off).
+    pub redactor: Option<Arc<crate::redact::Redactor>>,
 }
 
 impl Settings {
@@ -81,6 +83,7 @@ struct PipelineMetrics {
     events: Family<TypeLabel, Counter>,
     gaps: Counter,
     gap_bytes: Counter,
+    redacted: Counter,
     active: Gauge,
     http1: ComponentMetrics,
     http2: ComponentMetrics,
@@ -96,6 +99,7 @@ impl PipelineMetrics {
             events: Family::default(),
             gaps: Counter::default(),
             gap_bytes: Counter::default(),
+            redacted: Counter::default(),
             active: Gauge::default(),
             http1: metrics.component("parser", "http1"),
             http2: metrics.component("parser", "http2"),
@@ -111,6 +115,11 @@ impl PipelineMetrics {
             m.gaps.clone(),
         );
         metrics.register("tapline_stream_gap_bytes", "Bytes lost in stream gaps", m.gap_bytes.clone());
+        metrics.register(
+            "tapline_redactions",
+            "Secrets masked before storing (headers, query values, body fields)",
+            m.redacted.clone(),
+        );
         metrics.register("tapline_connections_active", "Connections being tracked", m.active.clone());
         m
     }
@@ -562,13 +571,20 @@ impl Pipeline {
             process: &conn.process,
             scheme: if conn.is_tls() { "https" } else { "http" },
             body_cap: settings.body_cap,
+            redactor: settings.redactor.as_deref(),
             server_side,
             fallback_authority: dst.to_string(),
         };
-        for txn in &out.transactions {
+        for mut txn in out.transactions {
             m.capture.received(1);
+            if let Some(r) = &settings.redactor {
+                let stats = r.apply(&mut txn);
+                if stats.total() > 0 {
+                    m.redacted.inc_by(stats.total() as u64);
+                }
+            }
             let level = settings.level_for(conn.host.as_deref().unwrap_or(""));
-            let Some(captured) = http_capture::capture(txn, level, &ctx, new_id(), now) else {
+            let Some(captured) = http_capture::capture(&txn, level, &ctx, new_id(), now) else {
                 m.capture.discarded("level_none", 1);
                 continue;
             };

@@ -225,6 +225,8 @@ fn run_agent(common: &CommonArgs, args: &RunArgs) -> Result<(), RunError> {
             local_ip: process::primary_local_ip(),
             agent_instance: tapline_output::ids::new_id(),
             max_connections: 65_536,
+            // Checked when the configuration was resolved: building it again cannot fail.
+            redactor: eff.redaction().and_then(|r| crate::redact::Redactor::new(r).ok()).map(Arc::new),
         };
         let pipeline = RefCell::new(Pipeline::new(
             settings,

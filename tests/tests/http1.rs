@@ -402,3 +402,43 @@ fn metrics_and_readyz() {
     drop(port_server);
     agent.stop().expect("stop");
 }
+
+/// Secrets are masked before anything is stored or emitted: an Authorization header, a token in
+/// the query and a password in a JSON body never reach stdout, and the stored object holds masks.
+#[test]
+fn secrets_are_masked_before_storing() {
+    let _lock = probe_lock();
+    let (_server, port) = start_http_server("127.0.0.1").expect("server");
+    let agent = Agent::start(Some(FULL_CAPTURE), &[]).expect("agent");
+    run(Command::new("curl").args([
+        "-sS",
+        "-H",
+        "Authorization: Bearer sekrit-bearer-value",
+        "-H",
+        "Content-Type: application/json",
+        "--data",
+        r#"{"user":"ann","password":"sekrit-password"}"#,
+        &format!("http://127.0.0.1:{port}/login?access_token=sekrit-query&page=2"),
+    ]))
+    .expect("curl");
+    let ev = agent
+        .wait_for(Duration::from_secs(15), "the login record", |ev| {
+            connections_to(ev, port, "egress-internal")
+                .iter()
+                .any(|c| !artifacts_of(ev, c["meta"]["connectionId"].as_str().unwrap_or("")).is_empty())
+        })
+        .expect("events");
+    let c = one(connections_to(&ev, port, "egress-internal"), "curl");
+    let a = one(artifacts_of(&ev, c["meta"]["connectionId"].as_str().unwrap()), "record");
+    let o = fetch_object(&agent, a);
+    let text = o.to_string();
+    assert!(!text.contains("sekrit"), "no secret in the stored object: {text}");
+    let auth = o["request"]["headers"].as_object().and_then(|h| h.get("Authorization")).and_then(|v| v.as_str());
+    assert_eq!(auth, Some("[REDACTED]"), "masked, not dropped");
+    assert!(o["request"]["url"].as_str().is_some_and(|u| u.contains("page=2") && u.contains("access_token=")), "{o}");
+    let body = String::from_utf8(b64(&o["request"]["body"])).unwrap();
+    assert!(body.contains("\"user\":\"ann\"") && body.contains("[REDACTED]"), "{body}");
+    let stopped = agent.stop().expect("stop");
+    assert!(stopped.lines.iter().all(|l| !l.contains("sekrit")), "no secret on stdout");
+    stopped.check_data_model().expect("data model");
+}

@@ -287,6 +287,7 @@ pub struct Effective {
     ignore_loopback: bool,
     object_store: ObjectStoreKind,
     event_stores: Vec<EventStoreKind>,
+    redaction: Option<crate::redact::RedactionConfig>,
 }
 
 impl Effective {
@@ -309,6 +310,11 @@ impl Effective {
     /// The object store.
     pub fn object_store(&self) -> &ObjectStoreKind {
         &self.object_store
+    }
+
+    /// What is masked before anything is stored (`None`: redaction turned off).
+    pub fn redaction(&self) -> Option<&crate::redact::RedactionConfig> {
+        self.redaction.as_ref()
     }
 
     /// Where events go (each event goes to every one; none when the only store is `disabled`).
@@ -334,6 +340,32 @@ fn stack_level(config: &Config, stack: Option<&str>) -> CaptureLevel {
         .map(|c| c.level.map(CaptureLevel::from).unwrap_or(CaptureLevel::None))
         .max()
         .unwrap_or(CaptureLevel::None)
+}
+
+/// The redaction settings: the defaults, changed by `redaction:`; checked by compiling them.
+fn redaction_config(config: &Config, origin: &str) -> Result<Option<crate::redact::RedactionConfig>, ConfigError> {
+    let mut r = crate::redact::RedactionConfig::default();
+    if let Some(o) = &config.redaction {
+        if !o.enabled {
+            return Ok(None);
+        }
+        r.headers.names.extend(o.headers.iter().map(|h| h.to_ascii_lowercase()));
+        if let Some(q) = &o.query_params {
+            r.query_params = q.clone();
+        }
+        if let Some(j) = &o.json_paths {
+            r.json_paths = j.clone();
+        }
+        if let Some(b) = &o.body_patterns {
+            r.body_patterns = b.clone();
+        }
+        if let Some(k) = &o.hash_key {
+            let key = sinks::resolve_secret(&sinks::Secret::Source(k.clone()), origin, "redaction.hash_key")?;
+            r.hash_key = Some(key.into_bytes());
+        }
+    }
+    crate::redact::Redactor::new(&r).map_err(|e| invalid(origin, "redaction", e.to_string()))?;
+    Ok(Some(r))
 }
 
 /// Resolves the pipeline settings; `data_dir` is `--data-dir`.
@@ -376,6 +408,7 @@ pub fn resolve_in(config: &Config, origin: &str, data_dir: &Path) -> Result<Effe
         event_stores.push(EventStoreKind::Stdout);
     }
     event_stores.dedup();
+    let redaction = redaction_config(config, origin)?;
     let endpoint_levels = config
         .tap
         .endpoints
@@ -389,6 +422,7 @@ pub fn resolve_in(config: &Config, origin: &str, data_dir: &Path) -> Result<Effe
         ignore_loopback: config.tap.ignore_loopback,
         object_store,
         event_stores,
+        redaction,
     })
 }
 

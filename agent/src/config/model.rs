@@ -24,6 +24,37 @@ pub struct Config {
     pub tags: Option<Value>,
     /// Access control rules.
     pub control: Option<Value>,
+    /// tapline: what is masked before anything is stored or emitted (on by default).
+    pub redaction: Option<RedactionOptions>,
+}
+
+/// `redaction:` (tapline's; qtap has none). Each list replaces the default list; omitted keys
+/// keep the defaults (see `agent/src/redact/config.rs`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedactionOptions {
+    /// `false` turns redaction off (objects then hold secrets as sent).
+    #[serde(default = "redaction_on")]
+    pub enabled: bool,
+    /// Extra header names to mask, besides the defaults (Authorization, Cookie, …, `*-token`, `*api-key*`).
+    #[serde(default)]
+    pub headers: Vec<String>,
+    /// Query parameter names to mask.
+    #[serde(default)]
+    pub query_params: Option<Vec<String>>,
+    /// JSON body fields to mask, by path (`user.password`, `items[*].card`, `$..secret`).
+    #[serde(default)]
+    pub json_paths: Option<Vec<String>>,
+    /// Regular expressions masked in textual bodies.
+    #[serde(default)]
+    pub body_patterns: Option<Vec<String>>,
+    /// Key of the keyed hash (`{type: env, value: NAME}`): equal secrets get equal masks.
+    #[serde(default)]
+    pub hash_key: Option<ValueSource>,
+}
+
+fn redaction_on() -> bool {
+    true
 }
 
 /// `services`.

@@ -185,3 +185,21 @@ fn direction_filter_semantics() {
     assert!(EgressExternal.allows(false, true) && !EgressExternal.allows(false, false));
     assert!(EgressInternal.allows(false, false) && !EgressInternal.allows(false, true));
 }
+
+#[test]
+fn redaction_is_on_by_default_configurable_and_checked() {
+    let eff = resolve(&load_str("", "q").unwrap().config, Path::new("/d")).unwrap();
+    assert!(eff.redaction().is_some_and(|r| r.headers.names.iter().any(|h| h == "authorization")));
+    let l = load_str("redaction: {headers: [X-Internal-Key], body_patterns: ['secret-\\d+']}", "q").unwrap();
+    let eff = resolve(&l.config, Path::new("/d")).unwrap();
+    let r = eff.redaction().unwrap();
+    assert!(r.headers.names.iter().any(|h| h == "x-internal-key"));
+    assert_eq!(r.body_patterns, vec!["secret-\\d+".to_string()]);
+    let off = load_str("redaction: {enabled: false}", "q").unwrap();
+    assert!(resolve(&off.config, Path::new("/d")).unwrap().redaction().is_none());
+    let bad = load_str("redaction: {body_patterns: ['(']}", "q.yaml").unwrap();
+    let e = resolve_in(&bad.config, "q.yaml", Path::new("/d")).unwrap_err().to_string();
+    assert!(e.starts_with("q.yaml: redaction: invalid body pattern `(`"), "{e}");
+    let e = load_str("redaction: {hedaers: [a]}", "q.yaml").map(|_| ()).unwrap_err().to_string();
+    assert!(e.contains("redaction"), "a misspelt key under redaction is an error: {e}");
+}

@@ -35,6 +35,8 @@ pub struct TxnContext<'a> {
     pub scheme: &'static str,
     /// Largest body kept (`--http-buffer-size`), also the bound on decoded bodies.
     pub body_cap: usize,
+    /// Masks secrets in decoded bodies (compressed bodies can only be masked once decoded).
+    pub redactor: Option<&'a crate::redact::Redactor>,
     /// Whether our process is the server (so it sent the response).
     pub server_side: bool,
     /// The authority to use when the request has no Host header (the destination address).
@@ -90,11 +92,15 @@ fn head_len(first_line: usize, headers: &[Header]) -> u64 {
 /// The body to store (level full) and what to say about it: bodies are decoded by their
 /// Content-Encoding (bounded by `cap`), stored raw with the reason when that fails, and a body
 /// cut at the cap says so with its full size. Nothing is said about a body stored whole as sent.
-fn stored_body(b: &Body, headers: &[Header], with_bodies: bool, cap: usize) -> (Option<Vec<u8>>, BodyInfo) {
+fn stored_body(b: &Body, headers: &[Header], with_bodies: bool, ctx: &TxnContext<'_>) -> (Option<Vec<u8>>, BodyInfo) {
     if !with_bodies || b.len == 0 {
         return (None, BodyInfo::default());
     }
-    let decoded = decode_body(&b.bytes, header(headers, "content-encoding"), cap, !b.truncated);
+    let mut decoded = decode_body(&b.bytes, header(headers, "content-encoding"), ctx.body_cap, !b.truncated);
+    if let (Some(r), BodyEncoding::Decoded(_)) = (ctx.redactor, &decoded.encoding) {
+        // Bodies sent compressed are masked here, once readable.
+        r.apply_to_body(header(headers, "content-type"), &mut decoded.bytes);
+    }
     let mut info = BodyInfo { body_truncated: b.truncated || decoded.truncated, ..Default::default() };
     match decoded.encoding {
         BodyEncoding::Identity => {}
@@ -143,9 +149,9 @@ pub fn capture(
     };
     let (bytes_sent, bytes_received) = if ctx.server_side { (res_wire, req_wire) } else { (req_wire, res_wire) };
 
-    let (req_body, req_body_info) = stored_body(&txn.request_body, &req.headers, with_bodies, ctx.body_cap);
+    let (req_body, req_body_info) = stored_body(&txn.request_body, &req.headers, with_bodies, ctx);
     let response = res.map(|r| {
-        let (body, body_info) = stored_body(&txn.response_body, &r.headers, with_bodies, ctx.body_cap);
+        let (body, body_info) = stored_body(&txn.response_body, &r.headers, with_bodies, ctx);
         TxnResponse {
             status: r.status,
             content_type: res_content_type.clone(),
@@ -282,6 +288,7 @@ mod level_tests {
             process: p,
             scheme: "http",
             body_cap: 1 << 20,
+            redactor: None,
             server_side: false,
             fallback_authority: "198.51.100.2:8443".into(),
         }
@@ -342,6 +349,23 @@ mod body_tests {
     use super::*;
     use std::io::Write;
 
+    /// `stored_body` with a context whose cap is `cap` and no redaction.
+    fn stored_body(b: &Body, headers: &[Header], with_bodies: bool, cap: usize) -> (Option<Vec<u8>>, BodyInfo) {
+        let p = ProcessInfo::default();
+        let ctx = TxnContext {
+            connection_id: "c",
+            endpoint_id: "e",
+            direction: Direction::Ingress,
+            process: &p,
+            scheme: "http",
+            server_side: true,
+            fallback_authority: String::new(),
+            body_cap: cap,
+            redactor: None,
+        };
+        super::stored_body(b, headers, with_bodies, &ctx)
+    }
+
     fn h(n: &str, v: &str) -> Header {
         Header { name: n.into(), value: v.into() }
     }
@@ -400,5 +424,40 @@ mod body_tests {
     fn no_bodies_below_level_full() {
         let b = Body { bytes: b"x".to_vec(), len: 1, truncated: false };
         assert_eq!(stored_body(&b, &[], false, 1024), (None, BodyInfo::default()));
+    }
+}
+
+#[cfg(test)]
+mod redaction_tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn compressed_json_bodies_are_masked_once_decoded() {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(br#"{"user":"ann","password":"hunter2"}"#).unwrap();
+        let z = e.finish().unwrap();
+        let b = Body { bytes: z.clone(), len: z.len() as u64, truncated: false };
+        let r = crate::redact::Redactor::new(&crate::redact::RedactionConfig::default()).unwrap();
+        let p = ProcessInfo::default();
+        let ctx = TxnContext {
+            connection_id: "c",
+            endpoint_id: "e",
+            direction: Direction::Ingress,
+            process: &p,
+            scheme: "http",
+            server_side: true,
+            fallback_authority: String::new(),
+            body_cap: 1 << 20,
+            redactor: Some(&r),
+        };
+        let hs = [
+            Header { name: "Content-Encoding".into(), value: "gzip".into() },
+            Header { name: "Content-Type".into(), value: "application/json".into() },
+        ];
+        let (stored, info) = stored_body(&b, &hs, true, &ctx);
+        let text = String::from_utf8(stored.unwrap()).unwrap();
+        assert!(!text.contains("hunter2") && text.contains("ann"), "{text}");
+        assert_eq!(info.body_decoded_from.as_deref(), Some("gzip"));
     }
 }
