@@ -28,7 +28,7 @@ use crate::conn::{Connection, Plaintext, host_without_port};
 use crate::dns::{DnsError, DnsNames, split_tcp_messages};
 use crate::plugins::http_capture::{self, TxnContext};
 use crate::process::ProcessTable;
-use crate::txn::{BodyPolicy, Notice};
+use crate::txn::{BodyPolicy, Notice, Transaction};
 
 /// Pipeline settings, resolved from the configuration and the command line.
 #[derive(Debug, Clone)]
@@ -55,15 +55,40 @@ pub struct Settings {
     pub max_connections: usize,
     /// Masks secrets in every transaction before it is stored (`None`: redaction off).
     pub redactor: Option<Arc<crate::redact::Redactor>>,
+    /// `http_capture` rules of the default stack (first match sets the level).
+    pub rules: Vec<crate::config::CaptureRule>,
+    /// Rules of domains with their own stack.
+    pub endpoint_rules: HashMap<String, Vec<crate::config::CaptureRule>>,
 }
 
 impl Settings {
     fn keep_bodies(&self) -> bool {
-        self.level == CaptureLevel::Full || self.endpoint_levels.values().any(|l| *l == CaptureLevel::Full)
+        let rule_full =
+            self.rules.iter().chain(self.endpoint_rules.values().flatten()).any(|r| r.level == CaptureLevel::Full);
+        self.level == CaptureLevel::Full || self.endpoint_levels.values().any(|l| *l == CaptureLevel::Full) || rule_full
     }
 
     fn level_for(&self, host: &str) -> CaptureLevel {
         self.endpoint_levels.get(host).copied().unwrap_or(self.level)
+    }
+
+    /// The level of one transaction: the first matching rule's, else its stack's. A rule whose
+    /// field is missing does not match (counted in `errors{stage="rule_missing_field"}`).
+    fn level_of(&self, txn: &Transaction, conn: &Connection, scheme: &str, m: &ComponentMetrics) -> CaptureLevel {
+        let host = conn.host.as_deref().unwrap_or("");
+        let rules = self.endpoint_rules.get(host).unwrap_or(&self.rules);
+        if rules.is_empty() {
+            return self.level_for(host);
+        }
+        let fields = crate::plugins::fields::transaction_fields(txn, conn, scheme);
+        for r in rules {
+            match r.rule.eval(&fields) {
+                crate::rules::Outcome::Match => return r.level,
+                crate::rules::Outcome::MissingField(_) => m.error("rule_missing_field"),
+                crate::rules::Outcome::NoMatch => {}
+            }
+        }
+        self.level_for(host)
     }
 }
 
@@ -583,7 +608,7 @@ impl Pipeline {
                     m.redacted.inc_by(stats.total() as u64);
                 }
             }
-            let level = settings.level_for(conn.host.as_deref().unwrap_or(""));
+            let level = settings.level_of(&txn, conn, ctx.scheme, &m.capture);
             let Some(captured) = http_capture::capture(&txn, level, &ctx, new_id(), now) else {
                 m.capture.discarded("level_none", 1);
                 continue;

@@ -227,6 +227,8 @@ fn run_agent(common: &CommonArgs, args: &RunArgs) -> Result<(), RunError> {
             max_connections: 65_536,
             // Checked when the configuration was resolved: building it again cannot fail.
             redactor: eff.redaction().and_then(|r| crate::redact::Redactor::new(r).ok()).map(Arc::new),
+            rules: eff.capture_rules().to_vec(),
+            endpoint_rules: eff.endpoint_rules().clone(),
         };
         let pipeline = RefCell::new(Pipeline::new(
             settings,

@@ -442,3 +442,53 @@ fn secrets_are_masked_before_storing() {
     assert!(stopped.lines.iter().all(|l| !l.contains("sekrit")), "no secret on stdout");
     stopped.check_data_model().expect("data model");
 }
+
+/// An `http_capture` rule raises the level of matching transactions only: bodies for /admin,
+/// summaries for the rest.
+#[test]
+fn capture_rule_full_for_admin_paths_only() {
+    let _lock = probe_lock();
+    let (_server, port) = start_http_server("127.0.0.1").expect("server");
+    let config = r#"
+rulekit:
+  macros: [{name: is_admin, expr: 'http.req.path matches /^\/admin/'}]
+services:
+  event_stores: [{type: stdout}]
+  object_stores: [{type: local}]
+stacks:
+  s:
+    plugins:
+      - type: http_capture
+        config:
+          level: summary
+          rules: [{name: admin, expr: 'is_admin() and http.req.method == "GET"', level: full}]
+tap: {direction: all, ignore_loopback: false, http: {stack: s}}
+"#;
+    let agent = Agent::start(Some(config), &[]).expect("agent");
+    run(Command::new("curl").args(["-sS", "-o", "/dev/null"]).arg(format!("http://127.0.0.1:{port}/admin/users")))
+        .expect("curl");
+    run(Command::new("curl").args(["-sS", "-o", "/dev/null"]).arg(format!("http://127.0.0.1:{port}/public/page")))
+        .expect("curl");
+    let ev = agent
+        .wait_for(Duration::from_secs(15), "both records", |ev| {
+            connections_to(ev, port, "egress-internal")
+                .iter()
+                .map(|c| artifacts_of(ev, c["meta"]["connectionId"].as_str().unwrap_or("")).len())
+                .sum::<usize>()
+                == 2
+        })
+        .expect("events");
+    for c in connections_to(&ev, port, "egress-internal") {
+        let a = one(artifacts_of(&ev, c["meta"]["connectionId"].as_str().unwrap()), "record");
+        let o = fetch_object(&agent, a);
+        let path = o["request"]["path"].as_str().unwrap().to_string();
+        if path == "/admin/users" {
+            assert_eq!(b64(&o["response"]["body"]), b"hello /admin/users", "level full: body kept");
+            assert!(o["request"]["headers"].is_object());
+        } else {
+            assert_eq!(path, "/public/page");
+            assert!(o["response"].get("body").is_none() && o["request"].get("headers").is_none(), "summary: {o}");
+        }
+    }
+    agent.stop().expect("stop").check_data_model().expect("data model");
+}

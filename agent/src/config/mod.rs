@@ -288,6 +288,8 @@ pub struct Effective {
     object_store: ObjectStoreKind,
     event_stores: Vec<EventStoreKind>,
     redaction: Option<crate::redact::RedactionConfig>,
+    rules: Vec<CaptureRule>,
+    endpoint_rules: HashMap<String, Vec<CaptureRule>>,
 }
 
 impl Effective {
@@ -310,6 +312,16 @@ impl Effective {
     /// The object store.
     pub fn object_store(&self) -> &ObjectStoreKind {
         &self.object_store
+    }
+
+    /// The `http_capture` rules of the default HTTP stack, in order.
+    pub fn capture_rules(&self) -> &[CaptureRule] {
+        &self.rules
+    }
+
+    /// The rules of domains with their own stack.
+    pub fn endpoint_rules(&self) -> &HashMap<String, Vec<CaptureRule>> {
+        &self.endpoint_rules
     }
 
     /// What is masked before anything is stored (`None`: redaction turned off).
@@ -340,6 +352,52 @@ fn stack_level(config: &Config, stack: Option<&str>) -> CaptureLevel {
         .map(|c| c.level.map(CaptureLevel::from).unwrap_or(CaptureLevel::None))
         .max()
         .unwrap_or(CaptureLevel::None)
+}
+
+/// One compiled `http_capture` rule: when it matches a transaction, its level applies.
+#[derive(Debug, Clone)]
+pub struct CaptureRule {
+    /// Its name (for logs and errors).
+    pub name: String,
+    /// The expression.
+    pub rule: crate::rules::Rule,
+    /// The level it sets.
+    pub level: CaptureLevel,
+}
+
+/// `rulekit.macros`, compiled.
+fn macros(config: &Config, origin: &str) -> Result<crate::rules::Macros, ConfigError> {
+    let Some(defs) = config.rulekit.as_ref().and_then(|r| r.get("macros")) else {
+        return Ok(crate::rules::Macros::new());
+    };
+    let defs: Vec<crate::rules::MacroDef> =
+        serde_yaml_ng::from_value(defs.clone()).map_err(|e| invalid(origin, "rulekit.macros", e.to_string()))?;
+    crate::rules::Macros::from_defs(defs).map_err(|e| invalid(origin, "rulekit.macros", e.to_string()))
+}
+
+/// The compiled `http_capture` rules of `stack` (first match wins), errors named by key path.
+fn stack_rules(
+    config: &Config,
+    stack: Option<&str>,
+    macros: &crate::rules::Macros,
+    origin: &str,
+) -> Result<Vec<CaptureRule>, ConfigError> {
+    let Some(name) = stack.filter(|s| !s.is_empty() && *s != "none") else { return Ok(Vec::new()) };
+    let Some(s) = config.stacks.get(name) else { return Ok(Vec::new()) };
+    let mut out = Vec::new();
+    for (i, p) in s.plugins.iter().enumerate().filter(|(_, p)| p.kind == PluginType::HttpCapture) {
+        let path = format!("stacks.{name}.plugins[{i}].config");
+        let mut ignored = Vec::new();
+        let cfg = http_capture_config(p, &path, origin, &mut ignored)?;
+        for (j, r) in cfg.rules.iter().enumerate() {
+            let rule = crate::rules::Rule::parse_with_macros(&r.expr, macros)
+                .map_err(|e| invalid(origin, format!("{path}.rules[{j}].expr"), format!("rule \"{}\": {e}", r.name)))?;
+            let level =
+                r.level.map(CaptureLevel::from).or(cfg.level.map(CaptureLevel::from)).unwrap_or(CaptureLevel::None);
+            out.push(CaptureRule { name: r.name.clone(), rule, level });
+        }
+    }
+    Ok(out)
 }
 
 /// The redaction settings: the defaults, changed by `redaction:`; checked by compiling them.
@@ -409,6 +467,13 @@ pub fn resolve_in(config: &Config, origin: &str, data_dir: &Path) -> Result<Effe
     }
     event_stores.dedup();
     let redaction = redaction_config(config, origin)?;
+    let macros = macros(config, origin)?;
+    let rules = stack_rules(config, config.tap.http.stack.as_deref(), &macros, origin)?;
+    let mut endpoint_rules = HashMap::new();
+    for e in &config.tap.endpoints {
+        endpoint_rules
+            .insert(e.domain.to_ascii_lowercase(), stack_rules(config, e.http.stack.as_deref(), &macros, origin)?);
+    }
     let endpoint_levels = config
         .tap
         .endpoints
@@ -423,6 +488,8 @@ pub fn resolve_in(config: &Config, origin: &str, data_dir: &Path) -> Result<Effe
         object_store,
         event_stores,
         redaction,
+        rules,
+        endpoint_rules,
     })
 }
 

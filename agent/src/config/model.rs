@@ -257,10 +257,25 @@ pub struct HttpCaptureConfig {
     pub level: Option<LevelName>,
     /// json or text.
     pub format: Option<CaptureFormat>,
-    /// Per-transaction rules.
-    pub rules: Vec<Value>,
+    /// Per-transaction rules: the first that matches sets the level.
+    pub rules: Vec<CaptureRuleConfig>,
     /// Which object store.
     pub object_store: Option<Value>,
+}
+
+/// One `http_capture` rule.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CaptureRuleConfig {
+    /// Its name.
+    pub name: String,
+    /// A Rulekit expression over `http.req.*`, `http.res.*`, `src.*`, `dst.*`, `tls.*`, `direction`, ...
+    pub expr: String,
+    /// The level when it matches (default: the plugin's).
+    #[serde(default)]
+    pub level: Option<LevelName>,
+    /// json or text.
+    #[serde(default)]
+    pub format: Option<CaptureFormat>,
 }
 
 /// Traffic directions to capture.

@@ -203,3 +203,29 @@ fn redaction_is_on_by_default_configurable_and_checked() {
     let e = load_str("redaction: {hedaers: [a]}", "q.yaml").map(|_| ()).unwrap_err().to_string();
     assert!(e.contains("redaction"), "a misspelt key under redaction is an error: {e}");
 }
+
+#[test]
+fn capture_rules_compile_with_macros_and_errors_name_rule_and_column() {
+    let y = r#"
+rulekit:
+  macros: [{name: is_admin, expr: 'http.req.path matches /^\/admin/'}]
+stacks:
+  s:
+    plugins:
+      - type: http_capture
+        config:
+          level: summary
+          rules:
+            - {name: admin bodies, expr: 'is_admin()', level: full}
+            - {name: errors, expr: 'http.res.status >= 500', level: headers}
+tap: {http: {stack: s}}
+"#;
+    let l = load_str(y, "q").unwrap();
+    assert!(l.warnings.is_empty(), "rules and macros are supported: {:?}", l.warnings);
+    let eff = resolve(&l.config, Path::new("/d")).unwrap();
+    let names: Vec<(&str, CaptureLevel)> = eff.capture_rules().iter().map(|r| (r.name.as_str(), r.level)).collect();
+    assert_eq!(names, vec![("admin bodies", CaptureLevel::Full), ("errors", CaptureLevel::Headers)]);
+    let bad = y.replace("'http.res.status >= 500'", "'http.res.status >= '");
+    let e = resolve_in(&load_str(&bad, "q.yaml").unwrap().config, "q.yaml", Path::new("/d")).unwrap_err().to_string();
+    assert!(e.starts_with("q.yaml: stacks.s.plugins[0].config.rules[1].expr: rule \"errors\": column"), "{e}");
+}

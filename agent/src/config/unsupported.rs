@@ -113,12 +113,6 @@ pub fn warnings(c: &Config) -> Vec<ConfigWarning> {
             match p.kind {
                 PluginType::HttpCapture => {
                     let Some(cfg) = &p.config else { continue };
-                    if cfg.get("rules").and_then(|r| r.as_sequence()).is_some_and(|r| !r.is_empty()) {
-                        out.push(w(
-                            format!("{path}.config.rules"),
-                            "http_capture rules are not supported yet; the plugin's level applies to every transaction",
-                        ));
-                    }
                     if cfg.get("format").and_then(|f| f.as_str()) == Some("text") {
                         out.push(w(
                             format!("{path}.config.format"),
@@ -148,9 +142,6 @@ pub fn warnings(c: &Config) -> Vec<ConfigWarning> {
         if set {
             out.push(w(format!("tap.{key}"), format!("{key} parsing is not supported; those connections are `other`")));
         }
-    }
-    if c.rulekit.is_some() {
-        out.push(w("rulekit", "rule macros are not supported yet; ignored"));
     }
     if c.tags.is_some() {
         out.push(w("tags", "configured tags are not supported yet; ignored"));

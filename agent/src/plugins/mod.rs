@@ -1,4 +1,5 @@
 //! Plugins: what happens to each finished transaction (capture levels, and later rules,
 //! error detection and access logs).
 
+pub mod fields;
 pub mod http_capture;
