@@ -59,12 +59,15 @@ pub struct Settings {
     pub rules: Vec<crate::config::CaptureRule>,
     /// Rules of domains with their own stack.
     pub endpoint_rules: HashMap<String, Vec<crate::config::CaptureRule>>,
+    /// `detect_errors` rules of the default stack.
+    pub error_rules: Vec<crate::plugins::detect_errors::ErrorRuleConfig>,
 }
 
 impl Settings {
     fn keep_bodies(&self) -> bool {
         let rule_full =
-            self.rules.iter().chain(self.endpoint_rules.values().flatten()).any(|r| r.level == CaptureLevel::Full);
+            self.rules.iter().chain(self.endpoint_rules.values().flatten()).any(|r| r.level == CaptureLevel::Full)
+                || crate::plugins::detect_errors::wants_bodies(&self.error_rules);
         self.level == CaptureLevel::Full || self.endpoint_levels.values().any(|l| *l == CaptureLevel::Full) || rule_full
     }
 
@@ -608,8 +611,20 @@ impl Pipeline {
                     m.redacted.inc_by(stats.total() as u64);
                 }
             }
-            let level = settings.level_of(&txn, conn, ctx.scheme, &m.capture);
-            let Some(captured) = http_capture::capture(&txn, level, &ctx, new_id(), now) else {
+            let mut level = settings.level_of(&txn, conn, ctx.scheme, &m.capture);
+            let request_id = new_id();
+            if !settings.error_rules.is_empty() {
+                let host = conn.host.clone().unwrap_or_else(|| endpoint_id.clone());
+                let url = format!("{}://{host}{}", ctx.scheme, txn.request.target);
+                for hit in crate::plugins::detect_errors::check(&settings.error_rules, &txn, &url) {
+                    level = level.max(hit.level);
+                    if hit.report {
+                        let issue = Self::error_issue(settings, conn, &txn, &request_id, &url, hit, now);
+                        Self::emit(m, events, Event::Issue(issue));
+                    }
+                }
+            }
+            let Some(captured) = http_capture::capture(&txn, level, &ctx, request_id, now) else {
                 m.capture.discarded("level_none", 1);
                 continue;
             };
@@ -633,6 +648,38 @@ impl Pipeline {
             }
             m.capture.sent(1);
             Self::emit(m, events, Event::ArtifactRecord(record));
+        }
+    }
+
+    /// The `issue` event of a `detect_errors` rule that fired (flat, as qtap emits it).
+    fn error_issue(
+        settings: &Settings,
+        conn: &Connection,
+        txn: &Transaction,
+        request_id: &str,
+        url: &str,
+        hit: crate::plugins::detect_errors::Hit,
+        now: SystemTime,
+    ) -> model::Issue {
+        let mut tags = vec![format!("host:{}", settings.hostname), format!("protocol:{}", txn.protocol.as_str())];
+        if let Some(bin) = &conn.process.binary {
+            tags.push(format!("bin:{bin}"));
+        }
+        model::Issue {
+            connection_id: conn.id.clone(),
+            endpoint_id: conn.endpoint_id(),
+            request_id: request_id.to_string(),
+            tags,
+            timestamp: model::rfc3339(now),
+            direction: Some(conn.direction()),
+            error: hit.name,
+            url: url.to_string(),
+            path: txn.request.target.split(['?', '#']).next().unwrap_or("").to_string(),
+            method: txn.request.method.clone(),
+            status: txn.response.as_ref().map(|r| r.status),
+            trigger_conditions: hit.conditions,
+            trigger_reasons: hit.reasons,
+            count: 0,
         }
     }
 

@@ -229,6 +229,7 @@ fn run_agent(common: &CommonArgs, args: &RunArgs) -> Result<(), RunError> {
             redactor: eff.redaction().and_then(|r| crate::redact::Redactor::new(r).ok()).map(Arc::new),
             rules: eff.capture_rules().to_vec(),
             endpoint_rules: eff.endpoint_rules().clone(),
+            error_rules: eff.error_rules().to_vec(),
         };
         let pipeline = RefCell::new(Pipeline::new(
             settings,

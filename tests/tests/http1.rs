@@ -492,3 +492,64 @@ tap: {direction: all, ignore_loopback: false, http: {stack: s}}
     }
     agent.stop().expect("stop").check_data_model().expect("data model");
 }
+
+/// `detect_errors` on 5xx: one flat `issue` per failing request, with qtap's fields, and the
+/// failing transactions stored with their bodies (recordResBody) while the others stay summaries.
+#[test]
+fn detect_errors_raises_one_issue_per_failing_request() {
+    let _lock = probe_lock();
+    let (_server, port) = start_http_server("127.0.0.1").expect("server");
+    let config = r#"
+services:
+  event_stores: [{type: stdout}]
+  object_stores: [{type: local}]
+stacks:
+  s:
+    plugins:
+      - type: http_capture
+        config: {level: summary}
+      - type: detect_errors
+        config:
+          rules: [{name: server error, triggerStatusCodes: ["5xx"], recordResBody: true}]
+tap: {direction: egress, ignore_loopback: false, http: {stack: s}}
+"#;
+    let agent = Agent::start(Some(config), &[]).expect("agent");
+    for path in ["/status/503", "/status/200", "/status/500"] {
+        run(Command::new("curl").args(["-sS", "-o", "/dev/null"]).arg(format!("http://127.0.0.1:{port}{path}")))
+            .expect("curl");
+    }
+    // The records of curl's requests to the test server (the harness talks to the agent too).
+    let records = |ev: &[Value]| -> Vec<Value> {
+        connections_to(ev, port, "egress-internal")
+            .iter()
+            .flat_map(|c| artifacts_of(ev, c["meta"]["connectionId"].as_str().unwrap_or("")))
+            .cloned()
+            .collect()
+    };
+    let ev = agent.wait_for(Duration::from_secs(15), "three records", |ev| records(ev).len() == 3).expect("events");
+    let recs = records(&ev);
+    // Only the test server's (the harness's own /readyz polls answered 503 before the agent was ready).
+    let issues: Vec<&Value> = items(&ev, "issue")
+        .into_iter()
+        .filter(|i| i["error"] == "server error" && recs.iter().any(|r| r["connectionId"] == i["connectionId"]))
+        .collect();
+    assert_eq!(issues.len(), 2, "one per failing request: {issues:#?}");
+    for i in &issues {
+        let status = i["status"].as_u64().unwrap();
+        assert!(status == 503 || status == 500);
+        assert_eq!(i["method"], "GET");
+        assert_eq!(i["path"], format!("/status/{status}"));
+        assert_eq!(i["url"], format!("http://127.0.0.1/status/{status}"));
+        assert_eq!(i["direction"], "egress-internal");
+        assert_eq!(i["triggerConditions"], serde_json::json!(["detect_errors:status_code 5xx"]));
+        assert!(i["triggerReasons"][0].as_str().unwrap().contains(&status.to_string()));
+        // The issue names the same request as its artifact_record, whose object has the body.
+        let a = recs.iter().find(|a| a["requestId"] == i["requestId"]).expect("record");
+        assert_eq!(a["connectionId"], i["connectionId"]);
+        let o = fetch_object(&agent, a);
+        assert_eq!(b64(&o["response"]["body"]), format!("status {status}").as_bytes(), "recordResBody");
+    }
+    let ok = recs.iter().find(|a| a["summary"]["response_status"] == 200).expect("200");
+    assert!(fetch_object(&agent, ok)["response"].get("body").is_none(), "the plugin's level for the rest");
+    agent.stop().expect("stop").check_data_model().expect("data model");
+}

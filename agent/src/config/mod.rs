@@ -290,6 +290,7 @@ pub struct Effective {
     redaction: Option<crate::redact::RedactionConfig>,
     rules: Vec<CaptureRule>,
     endpoint_rules: HashMap<String, Vec<CaptureRule>>,
+    error_rules: Vec<crate::plugins::detect_errors::ErrorRuleConfig>,
 }
 
 impl Effective {
@@ -317,6 +318,11 @@ impl Effective {
     /// The `http_capture` rules of the default HTTP stack, in order.
     pub fn capture_rules(&self) -> &[CaptureRule] {
         &self.rules
+    }
+
+    /// The `detect_errors` rules of the default HTTP stack.
+    pub fn error_rules(&self) -> &[crate::plugins::detect_errors::ErrorRuleConfig] {
+        &self.error_rules
     }
 
     /// The rules of domains with their own stack.
@@ -400,6 +406,32 @@ fn stack_rules(
     Ok(out)
 }
 
+/// The `detect_errors` rules of `stack`, in order.
+fn stack_error_rules(
+    config: &Config,
+    stack: Option<&str>,
+    origin: &str,
+) -> Result<Vec<crate::plugins::detect_errors::ErrorRuleConfig>, ConfigError> {
+    let Some(name) = stack.filter(|s| !s.is_empty() && *s != "none") else { return Ok(Vec::new()) };
+    let Some(s) = config.stacks.get(name) else { return Ok(Vec::new()) };
+    let mut out = Vec::new();
+    for (i, p) in s.plugins.iter().enumerate().filter(|(_, p)| p.kind == PluginType::DetectErrors) {
+        let Some(v) = &p.config else { continue };
+        let path = format!("stacks.{name}.plugins[{i}].config");
+        let c: crate::plugins::detect_errors::DetectErrorsConfig = serde_path_to_error::deserialize(v.clone())
+            .map_err(|e| {
+                let inner = e.path().to_string();
+                invalid(
+                    origin,
+                    if inner == "." { path.clone() } else { format!("{path}.{inner}") },
+                    e.into_inner().to_string(),
+                )
+            })?;
+        out.extend(c.rules);
+    }
+    Ok(out)
+}
+
 /// The redaction settings: the defaults, changed by `redaction:`; checked by compiling them.
 fn redaction_config(config: &Config, origin: &str) -> Result<Option<crate::redact::RedactionConfig>, ConfigError> {
     let mut r = crate::redact::RedactionConfig::default();
@@ -469,6 +501,7 @@ pub fn resolve_in(config: &Config, origin: &str, data_dir: &Path) -> Result<Effe
     let redaction = redaction_config(config, origin)?;
     let macros = macros(config, origin)?;
     let rules = stack_rules(config, config.tap.http.stack.as_deref(), &macros, origin)?;
+    let error_rules = stack_error_rules(config, config.tap.http.stack.as_deref(), origin)?;
     let mut endpoint_rules = HashMap::new();
     for e in &config.tap.endpoints {
         endpoint_rules
@@ -490,6 +523,7 @@ pub fn resolve_in(config: &Config, origin: &str, data_dir: &Path) -> Result<Effe
         redaction,
         rules,
         endpoint_rules,
+        error_rules,
     })
 }
 
