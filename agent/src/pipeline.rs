@@ -61,6 +61,8 @@ pub struct Settings {
     pub endpoint_rules: HashMap<String, Vec<crate::config::CaptureRule>>,
     /// `detect_errors` rules of the default stack.
     pub error_rules: Vec<crate::plugins::detect_errors::ErrorRuleConfig>,
+    /// `tap.filters.custom`.
+    pub filter: crate::process::filter::ProcessFilter,
 }
 
 impl Settings {
@@ -277,6 +279,12 @@ impl Pipeline {
             }
             Record::Dns { pid, comm, bytes, truncated, .. } => {
                 self.count_record("dns");
+                let exe = self.processes.get(pid, None, comm_str(&comm)).exe;
+                let skip = self.settings.filter.skip(exe.as_deref());
+                if skip.all || skip.dns {
+                    self.m.dns.discarded("filtered_process", 1);
+                    return;
+                }
                 let scope = self.dns_scope(pid, comm_str(&comm));
                 self.learn_dns(scope, bytes, truncated);
             }
@@ -308,8 +316,14 @@ impl Pipeline {
             self.m.connections.discarded("table_full", 1);
             return;
         }
-        self.m.connections.received(1);
         let process = self.processes.get(pid, uid, comm);
+        let skip = self.settings.filter.skip(process.exe.as_deref());
+        if skip.all {
+            // A filtered process: nothing of it is tracked (its data records come back here too).
+            self.m.connections.discarded("filtered_process", 1);
+            return;
+        }
+        self.m.connections.received(1);
         let scope = self.dns_scope(pid, comm);
         let dns_name = (role != Role::Server)
             .then(|| self.dns.name_for(scope, remote.ip(), std::time::Instant::now()).map(str::to_string))
@@ -330,8 +344,9 @@ impl Pipeline {
                 process,
                 egress: StreamCursor::default(),
                 ingress: StreamCursor::default(),
-                l7: L7State::default(),
+                l7: if skip.data || skip.http { L7State::Other } else { L7State::default() },
                 plain: None,
+                skip_tls: skip.tls,
                 // A socket met mid-life: its listeners tell which side the process is on.
                 server_hint: (role == Role::Unknown).then(|| crate::process::sockets::infer_role(pid, local)).and_then(
                     |r| match r {
@@ -509,6 +524,7 @@ impl Pipeline {
                     }
                 }
             }
+            Some(_) if conn.skip_tls => self.m.connections.discarded("filtered_tls_bytes", bytes.len() as u64),
             Some(probe) => {
                 if conn.plain.is_none() {
                     // From now on the raw bytes of this socket are ciphertext.

@@ -230,6 +230,7 @@ fn run_agent(common: &CommonArgs, args: &RunArgs) -> Result<(), RunError> {
             rules: eff.capture_rules().to_vec(),
             endpoint_rules: eff.endpoint_rules().clone(),
             error_rules: eff.error_rules().to_vec(),
+            filter: eff.process_filter().clone(),
         };
         let pipeline = RefCell::new(Pipeline::new(
             settings,

@@ -553,3 +553,43 @@ tap: {direction: egress, ignore_loopback: false, http: {stack: s}}
     assert!(fetch_object(&agent, ok)["response"].get("body").is_none(), "the plugin's level for the rest");
     agent.stop().expect("stop").check_data_model().expect("data model");
 }
+
+/// `tap.filters.custom` on curl's executable: curl's traffic is not captured at all, python's is.
+#[test]
+fn process_filter_drops_curl_keeps_python() {
+    let _lock = probe_lock();
+    let (_server, port) = start_http_server("127.0.0.1").expect("server");
+    let config = r#"
+services:
+  event_stores: [{type: stdout}]
+  object_stores: [{type: local}]
+stacks:
+  s: {plugins: [{type: http_capture, config: {level: summary}}]}
+tap:
+  direction: egress
+  ignore_loopback: false
+  http: {stack: s}
+  filters:
+    custom:
+      - {exe: /usr/bin/curl, strategy: exact}
+"#;
+    let agent = Agent::start(Some(config), &[]).expect("agent");
+    run(Command::new("curl").args(["-sS", "-o", "/dev/null"]).arg(format!("http://127.0.0.1:{port}/from-curl")))
+        .expect("curl");
+    let script = format!("import urllib.request; urllib.request.urlopen('http://127.0.0.1:{port}/from-python').read()");
+    run(Command::new("python3").args(["-c", &script])).expect("python");
+    let ev = agent
+        .wait_for(Duration::from_secs(15), "python's connection", |ev| {
+            connections_to(ev, port, "egress-internal").iter().any(|c| c["finalized"] == true)
+        })
+        .expect("events");
+    std::thread::sleep(Duration::from_millis(500));
+    let ev = agent.events();
+    let conns = connections_to(&ev, port, "egress-internal");
+    assert_eq!(conns.len(), 1, "only python's: {conns:#?}");
+    assert!(conns[0]["source"]["exe"].as_str().is_some_and(|e| e.contains("python")));
+    let (_, m) = agent.get("/metrics").expect("metrics");
+    assert!(m.contains("reason=\"filtered_process\""), "{m}");
+    let _ = ev;
+    agent.stop().expect("stop").check_data_model().expect("data model");
+}

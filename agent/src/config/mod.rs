@@ -291,6 +291,7 @@ pub struct Effective {
     rules: Vec<CaptureRule>,
     endpoint_rules: HashMap<String, Vec<CaptureRule>>,
     error_rules: Vec<crate::plugins::detect_errors::ErrorRuleConfig>,
+    filter: crate::process::filter::ProcessFilter,
 }
 
 impl Effective {
@@ -318,6 +319,11 @@ impl Effective {
     /// The `http_capture` rules of the default HTTP stack, in order.
     pub fn capture_rules(&self) -> &[CaptureRule] {
         &self.rules
+    }
+
+    /// `tap.filters.custom`, compiled.
+    pub fn process_filter(&self) -> &crate::process::filter::ProcessFilter {
+        &self.filter
     }
 
     /// The `detect_errors` rules of the default HTTP stack.
@@ -502,6 +508,9 @@ pub fn resolve_in(config: &Config, origin: &str, data_dir: &Path) -> Result<Effe
     let macros = macros(config, origin)?;
     let rules = stack_rules(config, config.tap.http.stack.as_deref(), &macros, origin)?;
     let error_rules = stack_error_rules(config, config.tap.http.stack.as_deref(), origin)?;
+    let custom = config.tap.filters.as_ref().map(|f| f.custom.as_slice()).unwrap_or_default();
+    let filter = crate::process::filter::ProcessFilter::new(custom)
+        .map_err(|(i, e)| invalid(origin, format!("tap.filters.custom[{i}].exe"), format!("invalid regex: {e}")))?;
     let mut endpoint_rules = HashMap::new();
     for e in &config.tap.endpoints {
         endpoint_rules
@@ -524,6 +533,7 @@ pub fn resolve_in(config: &Config, origin: &str, data_dir: &Path) -> Result<Effe
         rules,
         endpoint_rules,
         error_rules,
+        filter,
     })
 }
 

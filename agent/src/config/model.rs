@@ -341,7 +341,7 @@ pub struct Tap {
     /// Per-domain stacks.
     pub endpoints: Vec<EndpointConfig>,
     /// Process filters.
-    pub filters: Option<Value>,
+    pub filters: Option<crate::process::filter::FiltersConfig>,
     /// Redis stack.
     pub redis: Option<Value>,
     /// MySQL stack.

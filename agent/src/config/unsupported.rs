@@ -128,8 +128,8 @@ pub fn warnings(c: &Config) -> Vec<ConfigWarning> {
             }
         }
     }
-    if c.tap.filters.is_some() {
-        out.push(w("tap.filters", "process filters are not supported yet; every process is captured"));
+    if c.tap.filters.as_ref().is_some_and(|f| !f.groups.is_empty()) {
+        out.push(w("tap.filters.groups", "filter groups are not supported yet; use tap.filters.custom"));
     }
     if c.tap.audit_include_dns {
         out.push(w("tap.audit_include_dns", "DNS connections are not reported yet"));

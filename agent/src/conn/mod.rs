@@ -44,6 +44,8 @@ pub struct Connection {
     pub l7: L7State,
     /// The plaintext a TLS library probe saw on this socket, once it saw any.
     pub plain: Option<Box<Plaintext>>,
+    /// `tap.filters` says: ignore the TLS plaintext of this process (ciphertext only).
+    pub skip_tls: bool,
     /// For a socket met mid-life (role unknown): whether its local port has a listener.
     pub server_hint: Option<bool>,
     /// An `issue` was raised for this connection's unknown HTTP/2 header state.
