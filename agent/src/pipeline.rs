@@ -230,6 +230,15 @@ impl Pipeline {
         }
     }
 
+    /// Applies reloaded settings to what happens next; the identity of this run (host name,
+    /// agent instance) is kept.
+    pub fn replace_settings(&mut self, mut new: Settings) {
+        new.hostname = std::mem::take(&mut self.settings.hostname);
+        new.local_ip = self.settings.local_ip;
+        new.agent_instance = std::mem::take(&mut self.settings.agent_instance);
+        self.settings = new;
+    }
+
     /// Connections currently tracked.
     pub fn active_connections(&self) -> usize {
         self.conns.len()

@@ -172,6 +172,51 @@ impl LossMetrics {
     }
 }
 
+/// The pipeline settings of a resolved configuration and the command line.
+fn settings(eff: &config::Effective, args: &RunArgs) -> Settings {
+    Settings {
+        level: eff.capture_level(),
+        endpoint_levels: eff.endpoint_levels(),
+        body_cap: usize::try_from(args.http_buffer_size).unwrap_or(usize::MAX),
+        direction: eff.direction(),
+        ignore_loopback: eff.ignore_loopback(),
+        report_interval: Duration::from_secs(args.report_interval_secs.max(1)),
+        hostname: process::host_name(),
+        local_ip: process::primary_local_ip(),
+        agent_instance: tapline_output::ids::new_id(),
+        max_connections: 65_536,
+        // Checked when the configuration was resolved: building it again cannot fail.
+        redactor: eff.redaction().and_then(|r| crate::redact::Redactor::new(r).ok()).map(Arc::new),
+        rules: eff.capture_rules().to_vec(),
+        endpoint_rules: eff.endpoint_rules().clone(),
+        error_rules: eff.error_rules().to_vec(),
+        filter: eff.process_filter().clone(),
+    }
+}
+
+/// SIGHUP: loads the configuration file again and applies its capture settings (levels,
+/// rules, plugins, filters, redaction, direction) to new traffic. An invalid file is
+/// rejected with its error and the running configuration stays. Stores are not reopened.
+fn reload(common: &CommonArgs, args: &RunArgs, pipeline: &RefCell<Pipeline>) {
+    let Some(path) = &common.config else {
+        info!("SIGHUP: no --config file to reload; the embedded default stays");
+        return;
+    };
+    let eff = config::load_file(path).and_then(|l| {
+        for w in &l.warnings {
+            warn!("{w}");
+        }
+        config::resolve_in(&l.config, &l.origin, &common.data_dir)
+    });
+    match eff {
+        Ok(eff) => {
+            pipeline.borrow_mut().replace_settings(settings(&eff, args));
+            info!(config = %path.display(), "SIGHUP: configuration reloaded");
+        }
+        Err(e) => warn!(error = %e, "SIGHUP: the new configuration is invalid; the running one stays"),
+    }
+}
+
 fn run_agent(common: &CommonArgs, args: &RunArgs) -> Result<(), RunError> {
     let loaded = load_config(common)?;
     let eff = config::resolve_in(&loaded.config, &loaded.origin, &common.data_dir)?;
@@ -214,24 +259,7 @@ fn run_agent(common: &CommonArgs, args: &RunArgs) -> Result<(), RunError> {
             a.startup(&mut probes);
             a
         });
-        let settings = Settings {
-            level: eff.capture_level(),
-            endpoint_levels: eff.endpoint_levels(),
-            body_cap: usize::try_from(args.http_buffer_size).unwrap_or(usize::MAX),
-            direction: eff.direction(),
-            ignore_loopback: eff.ignore_loopback(),
-            report_interval: Duration::from_secs(args.report_interval_secs.max(1)),
-            hostname: process::host_name(),
-            local_ip: process::primary_local_ip(),
-            agent_instance: tapline_output::ids::new_id(),
-            max_connections: 65_536,
-            // Checked when the configuration was resolved: building it again cannot fail.
-            redactor: eff.redaction().and_then(|r| crate::redact::Redactor::new(r).ok()).map(Arc::new),
-            rules: eff.capture_rules().to_vec(),
-            endpoint_rules: eff.endpoint_rules().clone(),
-            error_rules: eff.error_rules().to_vec(),
-            filter: eff.process_filter().clone(),
-        };
+        let settings = settings(&eff, args);
         let pipeline = RefCell::new(Pipeline::new(
             settings,
             Clock::measure(),
@@ -245,6 +273,7 @@ fn run_agent(common: &CommonArgs, args: &RunArgs) -> Result<(), RunError> {
         let decode_errors = metrics.component("reader", "ringbuf");
         let mut sigterm = signal(SignalKind::terminate()).map_err(io("installing the SIGTERM handler"))?;
         let mut sigint = signal(SignalKind::interrupt()).map_err(io("installing the SIGINT handler"))?;
+        let mut sighup = signal(SignalKind::hangup()).map_err(io("installing the SIGHUP handler"))?;
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut ticks: u64 = 0;
         status.ready.store(true, Ordering::Release);
@@ -263,6 +292,7 @@ fn run_agent(common: &CommonArgs, args: &RunArgs) -> Result<(), RunError> {
             tokio::select! {
                 _ = sigterm.recv() => { info!("SIGTERM: shutting down"); break; }
                 _ = sigint.recv() => { info!("SIGINT: shutting down"); break; }
+                _ = sighup.recv() => reload(common, args, &pipeline),
                 r = reader.next_batch(&mut handle) => {
                     r.map_err(io("reading the kernel ring buffer"))?;
                     pipeline.borrow().flush();

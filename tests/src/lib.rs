@@ -214,6 +214,11 @@ impl Agent {
         http_get(&self.http, path)
     }
 
+    /// The configuration file the agent was started with.
+    pub fn config_path(&self) -> Option<&Path> {
+        self.config.as_deref()
+    }
+
     /// The agent's data directory.
     pub fn data_dir(&self) -> &Path {
         self.data_dir.as_ref().map(|d| d.path()).unwrap_or(Path::new("/nonexistent"))

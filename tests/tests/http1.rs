@@ -593,3 +593,59 @@ tap:
     assert!(m.contains("reason=\"filtered_process\""), "{m}");
     agent.stop().expect("stop").check_data_model().expect("data model");
 }
+
+/// SIGHUP reloads the configuration: a new level applies to new connections; an invalid file
+/// is rejected with a message and the running configuration stays.
+#[test]
+fn sighup_reloads_the_configuration() {
+    let _lock = probe_lock();
+    let (_server, port) = start_http_server("127.0.0.1").expect("server");
+    let conf = |level: &str| {
+        format!(
+            "services: {{event_stores: [{{type: stdout}}], object_stores: [{{type: local}}]}}\n\
+             stacks: {{s: {{plugins: [{{type: http_capture, config: {{level: {level}}}}}]}}}}\n\
+             tap: {{direction: egress, ignore_loopback: false, http: {{stack: s}}}}\n"
+        )
+    };
+    let agent = Agent::start(Some(&conf("summary")), &[]).expect("agent");
+    let get = |path: &str| {
+        run(Command::new("curl").args(["-sS", "-o", "/dev/null"]).arg(format!("http://127.0.0.1:{port}{path}")))
+            .expect("curl");
+    };
+    let record_of = |path: &str| {
+        let want = format!("http://127.0.0.1:{port}{path}");
+        let ev = agent
+            .wait_for(Duration::from_secs(15), path, |ev| {
+                connections_to(ev, port, "egress-internal").iter().any(|c| {
+                    artifacts_of(ev, c["meta"]["connectionId"].as_str().unwrap_or(""))
+                        .iter()
+                        .any(|a| fetch_object(&agent, a)["request"]["url"] == want)
+                })
+            })
+            .expect("record");
+        let a = connections_to(&ev, port, "egress-internal")
+            .iter()
+            .flat_map(|c| artifacts_of(&ev, c["meta"]["connectionId"].as_str().unwrap_or("")))
+            .find(|a| fetch_object(&agent, a)["request"]["url"] == want)
+            .cloned()
+            .expect("record");
+        fetch_object(&agent, &a)
+    };
+    get("/before");
+    assert!(record_of("/before")["response"].get("body").is_none(), "summary");
+    let path = agent.config_path().expect("config").to_path_buf();
+    std::fs::write(&path, conf("full")).unwrap();
+    agent.signal(libc::SIGHUP);
+    std::thread::sleep(Duration::from_millis(500));
+    get("/after");
+    assert_eq!(b64(&record_of("/after")["response"]["body"]), b"hello /after", "full after the reload");
+    std::fs::write(&path, conf("fulll")).unwrap();
+    agent.signal(libc::SIGHUP);
+    std::thread::sleep(Duration::from_millis(500));
+    get("/still");
+    // `tapline fetch` reads the same file: put a valid one back (without SIGHUP) to fetch.
+    std::fs::write(&path, conf("full")).unwrap();
+    assert_eq!(b64(&record_of("/still")["response"]["body"]), b"hello /still", "the running configuration stays");
+    assert!(agent.stderr().contains("SIGHUP: the new configuration is invalid"), "{}", agent.stderr());
+    agent.stop().expect("stop").check_data_model().expect("data model");
+}
