@@ -344,6 +344,22 @@ mod level_tests {
     }
 }
 
+/// A context for tests: an ingress connection of `p`, bodies up to `cap`.
+#[cfg(test)]
+fn test_ctx<'a>(p: &'a ProcessInfo, cap: usize, redactor: Option<&'a crate::redact::Redactor>) -> TxnContext<'a> {
+    TxnContext {
+        connection_id: "c",
+        endpoint_id: "e",
+        direction: Direction::Ingress,
+        process: p,
+        scheme: "http",
+        server_side: true,
+        fallback_authority: String::new(),
+        body_cap: cap,
+        redactor,
+    }
+}
+
 #[cfg(test)]
 mod body_tests {
     use super::*;
@@ -352,18 +368,7 @@ mod body_tests {
     /// `stored_body` with a context whose cap is `cap` and no redaction.
     fn stored_body(b: &Body, headers: &[Header], with_bodies: bool, cap: usize) -> (Option<Vec<u8>>, BodyInfo) {
         let p = ProcessInfo::default();
-        let ctx = TxnContext {
-            connection_id: "c",
-            endpoint_id: "e",
-            direction: Direction::Ingress,
-            process: &p,
-            scheme: "http",
-            server_side: true,
-            fallback_authority: String::new(),
-            body_cap: cap,
-            redactor: None,
-        };
-        super::stored_body(b, headers, with_bodies, &ctx)
+        super::stored_body(b, headers, with_bodies, &test_ctx(&p, cap, None))
     }
 
     fn h(n: &str, v: &str) -> Header {
@@ -440,17 +445,7 @@ mod redaction_tests {
         let b = Body { bytes: z.clone(), len: z.len() as u64, truncated: false };
         let r = crate::redact::Redactor::new(&crate::redact::RedactionConfig::default()).unwrap();
         let p = ProcessInfo::default();
-        let ctx = TxnContext {
-            connection_id: "c",
-            endpoint_id: "e",
-            direction: Direction::Ingress,
-            process: &p,
-            scheme: "http",
-            server_side: true,
-            fallback_authority: String::new(),
-            body_cap: 1 << 20,
-            redactor: Some(&r),
-        };
+        let ctx = test_ctx(&p, 1 << 20, Some(&r));
         let hs = [
             Header { name: "Content-Encoding".into(), value: "gzip".into() },
             Header { name: "Content-Type".into(), value: "application/json".into() },
