@@ -63,6 +63,8 @@ pub struct Settings {
     pub error_rules: Vec<crate::plugins::detect_errors::ErrorRuleConfig>,
     /// `tap.filters.custom`.
     pub filter: crate::process::filter::ProcessFilter,
+    /// The `http_metrics` plugin is in the stack.
+    pub http_metrics: bool,
 }
 
 impl Settings {
@@ -118,6 +120,7 @@ struct PipelineMetrics {
     http1: ComponentMetrics,
     http2: ComponentMetrics,
     dns: ComponentMetrics,
+    http_metrics: crate::plugins::http_metrics::HttpMetrics,
     capture: ComponentMetrics,
     connections: ComponentMetrics,
 }
@@ -134,6 +137,7 @@ impl PipelineMetrics {
             http1: metrics.component("parser", "http1"),
             http2: metrics.component("parser", "http2"),
             dns: metrics.component("parser", "dns"),
+            http_metrics: crate::plugins::http_metrics::HttpMetrics::new(metrics),
             capture: metrics.component("plugin", "http_capture"),
             connections: metrics.component("tracker", "connections"),
         };
@@ -630,6 +634,9 @@ impl Pipeline {
         };
         for mut txn in out.transactions {
             m.capture.received(1);
+            if settings.http_metrics {
+                m.http_metrics.observe(&txn, &endpoint_id, conn.direction().as_str());
+            }
             if let Some(r) = &settings.redactor {
                 let stats = r.apply(&mut txn);
                 if stats.total() > 0 {

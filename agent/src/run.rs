@@ -191,6 +191,7 @@ fn settings(eff: &config::Effective, args: &RunArgs) -> Settings {
         endpoint_rules: eff.endpoint_rules().clone(),
         error_rules: eff.error_rules().to_vec(),
         filter: eff.process_filter().clone(),
+        http_metrics: eff.http_metrics(),
     }
 }
 

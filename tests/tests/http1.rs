@@ -649,3 +649,36 @@ fn sighup_reloads_the_configuration() {
     assert!(agent.stderr().contains("SIGHUP: the new configuration is invalid"), "{}", agent.stderr());
     agent.stop().expect("stop").check_data_model().expect("data model");
 }
+
+/// The `http_metrics` plugin: per-endpoint request counts by method and status, and durations.
+#[test]
+fn http_metrics_per_endpoint() {
+    let _lock = probe_lock();
+    let (_server, port) = start_http_server("127.0.0.1").expect("server");
+    let config = r#"
+services: {event_stores: [{type: stdout}], object_stores: [{type: local}]}
+stacks: {s: {plugins: [{type: http_capture, config: {level: summary}}, {type: http_metrics}]}}
+tap: {direction: egress, ignore_loopback: false, http: {stack: s}}
+"#;
+    let agent = Agent::start(Some(config), &[]).expect("agent");
+    for _ in 0..2 {
+        run(Command::new("curl").args(["-sS", "-o", "/dev/null"]).arg(format!("http://127.0.0.1:{port}/status/418")))
+            .expect("curl");
+    }
+    let want =
+        r#"tapline_http_requests_total{endpoint="127.0.0.1",direction="egress-internal",method="GET",status="418"} 2"#;
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let (_, m) = agent.get("/metrics").expect("metrics");
+        if m.contains(want) {
+            assert!(
+                m.contains("tapline_http_request_duration_seconds_bucket{le=\"+Inf\",endpoint=\"127.0.0.1\""),
+                "{m}"
+            );
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no {want} in:\n{m}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    agent.stop().expect("stop");
+}

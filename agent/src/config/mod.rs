@@ -292,6 +292,7 @@ pub struct Effective {
     endpoint_rules: HashMap<String, Vec<CaptureRule>>,
     error_rules: Vec<crate::plugins::detect_errors::ErrorRuleConfig>,
     filter: crate::process::filter::ProcessFilter,
+    http_metrics: bool,
 }
 
 impl Effective {
@@ -319,6 +320,11 @@ impl Effective {
     /// The `http_capture` rules of the default HTTP stack, in order.
     pub fn capture_rules(&self) -> &[CaptureRule] {
         &self.rules
+    }
+
+    /// Whether the default HTTP stack has the `http_metrics` plugin.
+    pub fn http_metrics(&self) -> bool {
+        self.http_metrics
     }
 
     /// `tap.filters.custom`, compiled.
@@ -410,6 +416,11 @@ fn stack_rules(
         }
     }
     Ok(out)
+}
+
+/// Whether `stack` has a plugin of `kind`.
+fn stack_has(config: &Config, stack: Option<&str>, kind: PluginType) -> bool {
+    stack.and_then(|s| config.stacks.get(s)).is_some_and(|s| s.plugins.iter().any(|p| p.kind == kind))
 }
 
 /// The `detect_errors` rules of `stack`, in order.
@@ -534,6 +545,7 @@ pub fn resolve_in(config: &Config, origin: &str, data_dir: &Path) -> Result<Effe
         endpoint_rules,
         error_rules,
         filter,
+        http_metrics: stack_has(config, config.tap.http.stack.as_deref(), PluginType::HttpMetrics),
     })
 }
 

@@ -4,3 +4,4 @@
 pub mod detect_errors;
 pub mod fields;
 pub mod http_capture;
+pub mod http_metrics;
