@@ -65,13 +65,19 @@ pub struct Settings {
     pub filter: crate::process::filter::ProcessFilter,
     /// The `http_metrics` plugin is in the stack.
     pub http_metrics: bool,
+    /// The `access_logs` plugin of the stack.
+    pub access_logs: Option<crate::plugins::access_logs::AccessLogs>,
 }
 
 impl Settings {
     fn keep_bodies(&self) -> bool {
         let rule_full =
             self.rules.iter().chain(self.endpoint_rules.values().flatten()).any(|r| r.level == CaptureLevel::Full)
-                || crate::plugins::detect_errors::wants_bodies(&self.error_rules);
+                || crate::plugins::detect_errors::wants_bodies(&self.error_rules)
+                || self.access_logs.as_ref().is_some_and(|a| {
+                    a.mode == crate::plugins::access_logs::Mode::Full
+                        || a.rules.iter().any(|(_, m)| *m == crate::plugins::access_logs::Mode::Full)
+                });
         self.level == CaptureLevel::Full || self.endpoint_levels.values().any(|l| *l == CaptureLevel::Full) || rule_full
     }
 
@@ -643,6 +649,9 @@ impl Pipeline {
                     m.redacted.inc_by(stats.total() as u64);
                 }
             }
+            if let Some(al) = &settings.access_logs {
+                Self::access_log(al, &txn, conn, ctx.scheme);
+            }
             let mut level = settings.level_of(&txn, conn, ctx.scheme, &m.capture);
             let request_id = new_id();
             if !settings.error_rules.is_empty() {
@@ -681,6 +690,20 @@ impl Pipeline {
             m.capture.sent(1);
             Self::emit(m, events, Event::ArtifactRecord(record));
         }
+    }
+
+    /// Writes the access log line of `txn` to stderr (after redaction).
+    fn access_log(al: &crate::plugins::access_logs::AccessLogs, txn: &Transaction, conn: &Connection, scheme: &str) {
+        use crate::plugins::access_logs::{LineContext, line};
+        use std::io::Write;
+        let fields = crate::plugins::fields::transaction_fields(txn, conn, scheme);
+        let mode = al.mode_for(&fields);
+        let host = conn.host.clone().unwrap_or_else(|| conn.endpoint_id());
+        let url = format!("{scheme}://{host}{}", txn.request.target);
+        let exe = conn.process.exe.as_deref().unwrap_or("");
+        let ctx = LineContext { url: &url, direction: conn.direction().as_str(), exe };
+        let text = line(txn, &ctx, mode, al.format);
+        let _ = writeln!(std::io::stderr().lock(), "{text}");
     }
 
     /// The `issue` event of a `detect_errors` rule that fired (flat, as qtap emits it).

@@ -192,6 +192,7 @@ fn settings(eff: &config::Effective, args: &RunArgs) -> Settings {
         error_rules: eff.error_rules().to_vec(),
         filter: eff.process_filter().clone(),
         http_metrics: eff.http_metrics(),
+        access_logs: eff.access_logs().cloned(),
     }
 }
 

@@ -682,3 +682,39 @@ tap: {direction: egress, ignore_loopback: false, http: {stack: s}}
     }
     agent.stop().expect("stop");
 }
+
+/// `access_logs`: a human line per transaction on stderr (a rule asks for headers on /admin),
+/// while stdout stays pure NDJSON.
+#[test]
+fn access_logs_on_stderr() {
+    let _lock = probe_lock();
+    let (_server, port) = start_http_server("127.0.0.1").expect("server");
+    let config = r#"
+services: {event_stores: [{type: stdout}], object_stores: [{type: local}]}
+stacks:
+  s:
+    plugins:
+      - {type: http_capture, config: {level: summary}}
+      - type: access_logs
+        config: {mode: summary, format: console, rules: [{name: admin, expr: 'http.req.path matches /^\/admin/', mode: details}]}
+tap: {direction: egress, ignore_loopback: false, http: {stack: s}}
+"#;
+    let agent = Agent::start(Some(config), &[]).expect("agent");
+    for path in ["/plain", "/admin/x"] {
+        run(Command::new("curl").args(["-sS", "-o", "/dev/null"]).arg(format!("http://127.0.0.1:{port}{path}")))
+            .expect("curl");
+    }
+    let plain = "GET http://127.0.0.1/plain 200 ";
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while !(agent.stderr().contains(plain) && agent.stderr().contains("GET http://127.0.0.1/admin/x 200 ")) {
+        assert!(std::time::Instant::now() < deadline, "no access lines in:\n{}", agent.stderr());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let err = agent.stderr();
+    let admin = err.split("GET http://127.0.0.1/admin/x 200 ").nth(1).unwrap_or("");
+    assert!(admin.contains("\n  > User-Agent: curl/"), "details for /admin: {admin}");
+    let after_plain = err.split(plain).nth(1).unwrap_or("");
+    assert!(!after_plain.lines().nth(1).unwrap_or("").starts_with("  >"), "summary for the rest");
+    let stopped = agent.stop().expect("stop");
+    assert!(stopped.lines.iter().all(|l| serde_json::from_str::<Value>(l).is_ok()), "stdout is NDJSON only");
+}

@@ -293,6 +293,7 @@ pub struct Effective {
     error_rules: Vec<crate::plugins::detect_errors::ErrorRuleConfig>,
     filter: crate::process::filter::ProcessFilter,
     http_metrics: bool,
+    access_logs: Option<crate::plugins::access_logs::AccessLogs>,
 }
 
 impl Effective {
@@ -320,6 +321,11 @@ impl Effective {
     /// The `http_capture` rules of the default HTTP stack, in order.
     pub fn capture_rules(&self) -> &[CaptureRule] {
         &self.rules
+    }
+
+    /// The `access_logs` plugin of the default HTTP stack, compiled.
+    pub fn access_logs(&self) -> Option<&crate::plugins::access_logs::AccessLogs> {
+        self.access_logs.as_ref()
     }
 
     /// Whether the default HTTP stack has the `http_metrics` plugin.
@@ -416,6 +422,40 @@ fn stack_rules(
         }
     }
     Ok(out)
+}
+
+/// The first `access_logs` plugin of `stack`, compiled (its rules with `macros`).
+fn access_logs(
+    config: &Config,
+    stack: Option<&str>,
+    macros: &crate::rules::Macros,
+    origin: &str,
+) -> Result<Option<crate::plugins::access_logs::AccessLogs>, ConfigError> {
+    use crate::plugins::access_logs::{AccessLogs, AccessLogsConfig};
+    let Some(name) = stack.filter(|s| !s.is_empty() && *s != "none") else { return Ok(None) };
+    let Some(s) = config.stacks.get(name) else { return Ok(None) };
+    let Some((i, p)) = s.plugins.iter().enumerate().find(|(_, p)| p.kind == PluginType::AccessLogs) else {
+        return Ok(None);
+    };
+    let path = format!("stacks.{name}.plugins[{i}].config");
+    let c: AccessLogsConfig = match &p.config {
+        None => AccessLogsConfig::default(),
+        Some(v) => serde_path_to_error::deserialize(v.clone()).map_err(|e| {
+            let inner = e.path().to_string();
+            invalid(
+                origin,
+                if inner == "." { path.clone() } else { format!("{path}.{inner}") },
+                e.into_inner().to_string(),
+            )
+        })?,
+    };
+    let mut rules = Vec::new();
+    for (j, r) in c.rules.iter().enumerate() {
+        let rule = crate::rules::Rule::parse_with_macros(&r.expr, macros)
+            .map_err(|e| invalid(origin, format!("{path}.rules[{j}].expr"), format!("rule \"{}\": {e}", r.name)))?;
+        rules.push((rule, r.mode));
+    }
+    Ok(Some(AccessLogs { mode: c.mode, format: c.format, rules }))
 }
 
 /// Whether `stack` has a plugin of `kind`.
@@ -546,6 +586,7 @@ pub fn resolve_in(config: &Config, origin: &str, data_dir: &Path) -> Result<Effe
         error_rules,
         filter,
         http_metrics: stack_has(config, config.tap.http.stack.as_deref(), PluginType::HttpMetrics),
+        access_logs: access_logs(config, config.tap.http.stack.as_deref(), &macros, origin)?,
     })
 }
 

@@ -111,7 +111,7 @@ pub fn warnings(c: &Config) -> Vec<ConfigWarning> {
         for (i, p) in stack.plugins.iter().enumerate() {
             let path = format!("stacks.{name}.plugins[{i}]");
             match p.kind {
-                PluginType::DetectErrors | PluginType::HttpMetrics => {}
+                PluginType::DetectErrors | PluginType::HttpMetrics | PluginType::AccessLogs => {}
                 PluginType::HttpCapture => {
                     let Some(cfg) = &p.config else { continue };
                     if cfg.get("format").and_then(|f| f.as_str()) == Some("text") {
