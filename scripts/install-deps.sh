@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
-# Installs everything tapline needs to build and test on Debian 12 (run as root).
+# Installs what tapline needs to build and run on Debian 12 (run as root); with --test, also
+# every client, server and peer the test suite drives.
 # Idempotent: packages already present are skipped, so a second run takes seconds.
 set -euo pipefail
+tests=false
+[ "${1:-}" = "--test" ] && tests=true
 
 need_apt=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-for p in clang libbpf-dev bpftool llvm curl ca-certificates openssl libssl-dev python3-requests jq iproute2 procps util-linux \
-         nginx golang-go nghttp2-client; do
+build=(clang libbpf-dev bpftool llvm ca-certificates)
+test_pkgs=(curl openssl libssl-dev python3-requests jq iproute2 procps util-linux nginx golang-go nghttp2-client)
+wanted=("${build[@]}")
+if $tests; then wanted+=("${test_pkgs[@]}"); fi
+for p in "${wanted[@]}"; do
   have_pkg "$p" || need_apt+=("$p")
 done
 if [ "${#need_apt[@]}" -gt 0 ]; then
@@ -15,6 +21,8 @@ if [ "${#need_apt[@]}" -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
+
+$tests || exit 0
 
 # Python clients used by the end-to-end tests (the python3 on PATH, which may be pyenv's).
 if ! python3 -c 'import requests' 2>/dev/null; then
@@ -30,7 +38,7 @@ if command -v systemctl >/dev/null 2>&1 && systemctl is-active -q nginx 2>/dev/n
 
 # Real Forward receivers (Fluent Bit, fluentd) beside the repo, and their runtime packages.
 peers="$(cd "$(dirname "$0")/.." && pwd)/../shared/peers"
-if [ -x "$peers/install-deps.sh" ]; then
+if [ -f "$peers/install-deps.sh" ]; then
   bash "$peers/install-deps.sh" >/dev/null
 fi
 

@@ -3,7 +3,7 @@
 # (real eBPF, real clients and servers). Run as root on Linux with BTF.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install-deps.sh
+bash scripts/install-deps.sh --test
 if [ "$(id -u)" != 0 ]; then
   echo "test.sh: the end-to-end tests load eBPF programs: run as root" >&2
   exit 1

@@ -85,17 +85,26 @@ impl Settings {
         self.endpoint_levels.get(host).copied().unwrap_or(self.level)
     }
 
-    /// The level of one transaction: the first matching rule's, else its stack's. A rule whose
-    /// field is missing does not match (counted in `errors{stage="rule_missing_field"}`).
-    fn level_of(&self, txn: &Transaction, conn: &Connection, scheme: &str, m: &ComponentMetrics) -> CaptureLevel {
-        let host = conn.host.as_deref().unwrap_or("");
-        let rules = self.endpoint_rules.get(host).unwrap_or(&self.rules);
-        if rules.is_empty() {
+    /// A rule whose field is missing does not match (counted in `errors{stage="rule_missing_field"}`).
+    /// The `http_capture` rules that apply to `host`.
+    fn rules_for(&self, host: &str) -> &[crate::config::CaptureRule] {
+        self.endpoint_rules.get(host).unwrap_or(&self.rules)
+    }
+
+    /// Whether a rule of any plugin will read the fields of a transaction to `host`.
+    fn needs_fields(&self, host: &str) -> bool {
+        !self.rules_for(host).is_empty() || self.access_logs.as_ref().is_some_and(|a| !a.rules.is_empty())
+    }
+
+    /// The level of one transaction to `host` whose rule fields are `fields` (built when
+    /// [`Settings::needs_fields`] says so): the first matching rule's, else its stack's.
+    fn level_of(&self, host: &str, fields: Option<&crate::rules::MapFields>, m: &ComponentMetrics) -> CaptureLevel {
+        let rules = self.rules_for(host);
+        let Some(fields) = fields.filter(|_| !rules.is_empty()) else {
             return self.level_for(host);
-        }
-        let fields = crate::plugins::fields::transaction_fields(txn, conn, scheme);
+        };
         for r in rules {
-            match r.rule.eval(&fields) {
+            match r.rule.eval(fields) {
                 crate::rules::Outcome::Match => return r.level,
                 crate::rules::Outcome::MissingField(_) => m.error("rule_missing_field"),
                 crate::rules::Outcome::NoMatch => {}
@@ -649,14 +658,18 @@ impl Pipeline {
                     m.redacted.inc_by(stats.total() as u64);
                 }
             }
+            let host = conn.host.as_deref().unwrap_or("");
+            let url =
+                format!("{}://{}{}", ctx.scheme, conn.host.as_deref().unwrap_or(&endpoint_id), txn.request.target);
+            // The rule fields, built once for every plugin that reads them.
+            let fields =
+                settings.needs_fields(host).then(|| crate::plugins::fields::transaction_fields(&txn, conn, ctx.scheme));
             if let Some(al) = &settings.access_logs {
-                Self::access_log(al, &txn, conn, ctx.scheme);
+                Self::access_log(al, &txn, conn, &url, fields.as_ref());
             }
-            let mut level = settings.level_of(&txn, conn, ctx.scheme, &m.capture);
+            let mut level = settings.level_of(host, fields.as_ref(), &m.capture);
             let request_id = new_id();
             if !settings.error_rules.is_empty() {
-                let host = conn.host.clone().unwrap_or_else(|| endpoint_id.clone());
-                let url = format!("{}://{host}{}", ctx.scheme, txn.request.target);
                 for hit in crate::plugins::detect_errors::check(&settings.error_rules, &txn, &url) {
                     level = level.max(hit.level);
                     if hit.report {
@@ -693,15 +706,18 @@ impl Pipeline {
     }
 
     /// Writes the access log line of `txn` to stderr (after redaction).
-    fn access_log(al: &crate::plugins::access_logs::AccessLogs, txn: &Transaction, conn: &Connection, scheme: &str) {
+    fn access_log(
+        al: &crate::plugins::access_logs::AccessLogs,
+        txn: &Transaction,
+        conn: &Connection,
+        url: &str,
+        fields: Option<&crate::rules::MapFields>,
+    ) {
         use crate::plugins::access_logs::{LineContext, line};
         use std::io::Write;
-        let fields = crate::plugins::fields::transaction_fields(txn, conn, scheme);
-        let mode = al.mode_for(&fields);
-        let host = conn.host.clone().unwrap_or_else(|| conn.endpoint_id());
-        let url = format!("{scheme}://{host}{}", txn.request.target);
+        let mode = fields.map(|f| al.mode_for(f)).unwrap_or(al.mode);
         let exe = conn.process.exe.as_deref().unwrap_or("");
-        let ctx = LineContext { url: &url, direction: conn.direction().as_str(), exe };
+        let ctx = LineContext { url, direction: conn.direction().as_str(), exe };
         let text = line(txn, &ctx, mode, al.format);
         let _ = writeln!(std::io::stderr().lock(), "{text}");
     }

@@ -545,6 +545,14 @@ pub fn connections_to<'a>(events: &'a [Value], port: u16, direction: &str) -> Ve
         .collect()
 }
 
+/// artifact_records of every connection to `port` seen from `direction`.
+pub fn records_on<'a>(events: &'a [Value], port: u16, direction: &str) -> Vec<&'a Value> {
+    connections_to(events, port, direction)
+        .into_iter()
+        .flat_map(|c| artifacts_of(events, c["meta"]["connectionId"].as_str().unwrap_or("")))
+        .collect()
+}
+
 /// artifact_records of a connection id.
 pub fn artifacts_of<'a>(events: &'a [Value], connection_id: &str) -> Vec<&'a Value> {
     items(events, "artifact_record").into_iter().filter(|a| a["connectionId"] == connection_id).collect()

@@ -182,11 +182,7 @@ fn body_over_the_buffer_size_is_cut_visibly() {
     .expect("curl upload");
     let ev = agent
         .wait_for(Duration::from_secs(30), "both sides' records", |ev| {
-            ["egress-internal", "ingress"].iter().all(|d| {
-                connections_to(ev, port, d)
-                    .iter()
-                    .any(|c| !artifacts_of(ev, c["meta"]["connectionId"].as_str().unwrap_or("")).is_empty())
-            })
+            ["egress-internal", "ingress"].iter().all(|d| !records_on(ev, port, d).is_empty())
         })
         .expect("events");
     for d in ["egress-internal", "ingress"] {
@@ -223,9 +219,7 @@ fn five_mib_post_arrives_intact_at_level_full() {
     assert_eq!(reply["sha1"], sha1_hex(&body));
     let ev = agent
         .wait_for(Duration::from_secs(30), "the upload's artifact_record", |ev| {
-            connections_to(ev, port, "egress-internal")
-                .iter()
-                .any(|c| !artifacts_of(ev, c["meta"]["connectionId"].as_str().unwrap_or("")).is_empty())
+            !records_on(ev, port, "egress-internal").is_empty()
         })
         .expect("events");
     let c = one(connections_to(&ev, port, "egress-internal"), "upload connection");
@@ -422,11 +416,7 @@ fn secrets_are_masked_before_storing() {
     ]))
     .expect("curl");
     let ev = agent
-        .wait_for(Duration::from_secs(15), "the login record", |ev| {
-            connections_to(ev, port, "egress-internal")
-                .iter()
-                .any(|c| !artifacts_of(ev, c["meta"]["connectionId"].as_str().unwrap_or("")).is_empty())
-        })
+        .wait_for(Duration::from_secs(15), "the login record", |ev| !records_on(ev, port, "egress-internal").is_empty())
         .expect("events");
     let c = one(connections_to(&ev, port, "egress-internal"), "curl");
     let a = one(artifacts_of(&ev, c["meta"]["connectionId"].as_str().unwrap()), "record");
@@ -470,13 +460,7 @@ tap: {direction: all, ignore_loopback: false, http: {stack: s}}
     run(Command::new("curl").args(["-sS", "-o", "/dev/null"]).arg(format!("http://127.0.0.1:{port}/public/page")))
         .expect("curl");
     let ev = agent
-        .wait_for(Duration::from_secs(15), "both records", |ev| {
-            connections_to(ev, port, "egress-internal")
-                .iter()
-                .map(|c| artifacts_of(ev, c["meta"]["connectionId"].as_str().unwrap_or("")).len())
-                .sum::<usize>()
-                == 2
-        })
+        .wait_for(Duration::from_secs(15), "both records", |ev| records_on(ev, port, "egress-internal").len() == 2)
         .expect("events");
     for c in connections_to(&ev, port, "egress-internal") {
         let a = one(artifacts_of(&ev, c["meta"]["connectionId"].as_str().unwrap()), "record");
@@ -519,13 +503,8 @@ tap: {direction: egress, ignore_loopback: false, http: {stack: s}}
             .expect("curl");
     }
     // The records of curl's requests to the test server (the harness talks to the agent too).
-    let records = |ev: &[Value]| -> Vec<Value> {
-        connections_to(ev, port, "egress-internal")
-            .iter()
-            .flat_map(|c| artifacts_of(ev, c["meta"]["connectionId"].as_str().unwrap_or("")))
-            .cloned()
-            .collect()
-    };
+    let records =
+        |ev: &[Value]| -> Vec<Value> { records_on(ev, port, "egress-internal").into_iter().cloned().collect() };
     let ev = agent.wait_for(Duration::from_secs(15), "three records", |ev| records(ev).len() == 3).expect("events");
     let recs = records(&ev);
     // Only the test server's (the harness's own /readyz polls answered 503 before the agent was ready).
@@ -623,9 +602,8 @@ fn sighup_reloads_the_configuration() {
                 })
             })
             .expect("record");
-        let a = connections_to(&ev, port, "egress-internal")
-            .iter()
-            .flat_map(|c| artifacts_of(&ev, c["meta"]["connectionId"].as_str().unwrap_or("")))
+        let a = records_on(&ev, port, "egress-internal")
+            .into_iter()
             .find(|a| fetch_object(&agent, a)["request"]["url"] == want)
             .cloned()
             .expect("record");

@@ -11,20 +11,7 @@ use tapline_e2e::*;
 
 /// The artifact_records of connections to `port` seen from `direction`, with their objects.
 fn records_to(agent: &Agent, ev: &[Value], port: u16, direction: &str) -> Vec<(Value, Value)> {
-    let mut out = Vec::new();
-    for c in connections_to(ev, port, direction) {
-        for a in artifacts_of(ev, c["meta"]["connectionId"].as_str().unwrap_or("")) {
-            out.push((a.clone(), fetch_object(agent, a)));
-        }
-    }
-    out
-}
-
-fn count_records(ev: &[Value], port: u16, direction: &str) -> usize {
-    connections_to(ev, port, direction)
-        .iter()
-        .map(|c| artifacts_of(ev, c["meta"]["connectionId"].as_str().unwrap_or("")).len())
-        .sum()
+    records_on(ev, port, direction).into_iter().map(|a| (a.clone(), fetch_object(agent, a))).collect()
 }
 
 fn header<'a>(o: &'a Value, side: &str, name: &str) -> Option<&'a str> {
@@ -43,7 +30,7 @@ fn curl_h2c_prior_knowledge_both_sides() {
     assert_eq!(out.stdout, b"h2 says /one?x=1");
     let ev = agent
         .wait_for(Duration::from_secs(15), "h2c records", |ev| {
-            count_records(ev, port, "egress-internal") == 1 && count_records(ev, port, "ingress") == 1
+            records_on(ev, port, "egress-internal").len() == 1 && records_on(ev, port, "ingress").len() == 1
         })
         .expect("events");
     for direction in ["egress-internal", "ingress"] {
@@ -79,7 +66,7 @@ fn curl_upgrade_h2c_is_one_transaction() {
         .expect("curl");
     assert_eq!(out.stdout, b"h2 says /upgraded");
     let ev = agent
-        .wait_for(Duration::from_secs(15), "upgrade record", |ev| count_records(ev, port, "egress-internal") == 1)
+        .wait_for(Duration::from_secs(15), "upgrade record", |ev| records_on(ev, port, "egress-internal").len() == 1)
         .expect("events");
     let c = one(connections_to(&ev, port, "egress-internal"), "curl");
     assert_eq!(c["l7Protocol"], "http2");
@@ -122,7 +109,7 @@ fn nginx_h2_over_tls_with_nghttp_and_curl() {
     .expect("curl");
     assert_eq!(out.stdout, b"file a\n");
     let ev = agent
-        .wait_for(Duration::from_secs(15), "nginx h2 records", |ev| count_records(ev, port, "ingress") == 4)
+        .wait_for(Duration::from_secs(15), "nginx h2 records", |ev| records_on(ev, port, "ingress").len() == 4)
         .expect("events");
     let conns = connections_to(&ev, port, "ingress");
     assert_eq!(conns.len(), 2, "nghttp's and curl's connections");
@@ -168,7 +155,8 @@ fn python_httpx_http2() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "got 5000 bytes\nHTTP/2 over tls\n\n");
     let ev = agent
         .wait_for(Duration::from_secs(15), "httpx records", |ev| {
-            count_records(ev, h2c_port, "egress-internal") == 1 && count_records(ev, tls_port, "egress-internal") == 1
+            records_on(ev, h2c_port, "egress-internal").len() == 1
+                && records_on(ev, tls_port, "egress-internal").len() == 1
         })
         .expect("events");
     let (_, o) = records_to(&agent, &ev, h2c_port, "egress-internal").remove(0);
@@ -195,7 +183,7 @@ fn grpc_unary_streaming_and_failure() {
         "echo:m-77\npart-0:m-77\npart-1:m-77\npart-2:m-77\nfailed: NOT_FOUND no such thing\n"
     );
     let ev = agent
-        .wait_for(Duration::from_secs(15), "grpc records", |ev| count_records(ev, port, "egress-internal") == 3)
+        .wait_for(Duration::from_secs(15), "grpc records", |ev| records_on(ev, port, "egress-internal").len() == 3)
         .expect("events");
     let c = one(connections_to(&ev, port, "egress-internal"), "grpc channel");
     assert_eq!(c["l7Protocol"], "http2");
@@ -248,7 +236,7 @@ fn gzip_and_br_bodies_are_decoded() {
         assert_eq!(got, std::fs::read(file).unwrap(), "curl got the encoded bytes");
     }
     let ev = agent
-        .wait_for(Duration::from_secs(15), "encoded records", |ev| count_records(ev, port, "egress-internal") == 3)
+        .wait_for(Duration::from_secs(15), "encoded records", |ev| records_on(ev, port, "egress-internal").len() == 3)
         .expect("events");
     let recs = records_to(&agent, &ev, port, "egress-internal");
     for (_, o) in &recs {
@@ -372,11 +360,11 @@ fn h2load_ten_thousand_requests() {
     assert!(report.contains("10000 succeeded"), "{report}");
     let ev = agent
         .wait_for(Duration::from_secs(120), "10,000 records per side", |ev| {
-            count_records(ev, port, "ingress") >= 10_000 && count_records(ev, port, "egress-internal") >= 10_000
+            records_on(ev, port, "ingress").len() >= 10_000 && records_on(ev, port, "egress-internal").len() >= 10_000
         })
         .expect("events");
-    assert_eq!(count_records(&ev, port, "ingress"), 10_000);
-    assert_eq!(count_records(&ev, port, "egress-internal"), 10_000);
+    assert_eq!(records_on(&ev, port, "ingress").len(), 10_000);
+    assert_eq!(records_on(&ev, port, "egress-internal").len(), 10_000);
     assert!(items(&ev, "issue").is_empty(), "no issue: {:?}", items(&ev, "issue").first());
     agent.stop().expect("stop").check_data_model().expect("data model");
 }

@@ -471,12 +471,7 @@ fn go_client_and_server_stripped_and_not() {
         }
         let ev = agent
             .wait_for(Duration::from_secs(15), "go client and server", |ev| {
-                let records = |d| {
-                    connections_to(ev, port, d)
-                        .iter()
-                        .map(|c| artifacts_of(ev, c["meta"]["connectionId"].as_str().unwrap_or("")).len())
-                        .sum::<usize>()
-                };
+                let records = |d| records_on(ev, port, d).len();
                 records("egress-internal") == 2 && records("ingress") == 2
             })
             .expect("events");

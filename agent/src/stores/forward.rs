@@ -2,8 +2,6 @@
 //! objects (`<prefix>.object`), each through a [`Delivery`] (memory queue, disk spool,
 //! retries) to a [`ForwardTransport`].
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use tapline_output::delivery::{Delivery, DeliveryConfig};
@@ -12,25 +10,12 @@ use tapline_output::forward::client::{ForwardTransport, event_item, item};
 use tapline_output::metrics::{ComponentMetrics, Metrics};
 use tapline_output::object::{Location, ObjectStore, StoreError, StoredObject};
 
+use super::Drops;
 use crate::config::sinks::ForwardStore;
 
-/// Items dropped by a sink since the last look (the run loop turns them into `issue` events).
-#[derive(Clone, Default)]
-pub struct Drops(Arc<AtomicU64>);
-
-impl Drops {
-    /// Takes the count.
-    pub fn take(&self) -> u64 {
-        self.0.swap(0, Ordering::Relaxed)
-    }
-
-    /// The delivery's drop callback, counting into this.
-    pub fn callback(&self) -> tapline_output::delivery::DropCallback {
-        let c = self.0.clone();
-        Box::new(move |n| {
-            c.fetch_add(n, Ordering::Relaxed);
-        })
-    }
+/// `forward:<host>:<port>`, the name of a store in logs and issues.
+fn store_name(s: &ForwardStore) -> String {
+    format!("forward:{}:{}", s.transport.host, s.transport.port)
 }
 
 fn delivery(
@@ -61,9 +46,8 @@ impl ForwardEventStore {
         metrics: &Metrics,
         drops: &Drops,
     ) -> Result<Self, StoreError> {
-        let name = format!("forward:{}:{}", s.transport.host, s.transport.port);
         let m = metrics.component("event_store", "forward");
-        Ok(Self { name, delivery: delivery(s, "event", spool, m, drops)? })
+        Ok(Self { name: store_name(s), delivery: delivery(s, "event", spool, m, drops)? })
     }
 }
 
@@ -101,11 +85,10 @@ impl ForwardObjectStore {
         metrics: &Metrics,
         drops: &Drops,
     ) -> Result<Self, StoreError> {
-        let name = format!("forward:{}:{}", s.transport.host, s.transport.port);
         let m = metrics.component("object_store", "forward");
         let t = &s.transport;
         let url_base = format!("forward://{}:{}/{}.object", t.host, t.port, t.tag_prefix);
-        Ok(Self { name, url_base, delivery: delivery(s, "object", spool, m, drops)? })
+        Ok(Self { name: store_name(s), url_base, delivery: delivery(s, "object", spool, m, drops)? })
     }
 }
 

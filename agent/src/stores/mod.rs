@@ -5,6 +5,7 @@ pub mod s3;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tapline_output::delivery::DeliveryConfig;
@@ -15,7 +16,26 @@ use tapline_output::object::{LocalObjectStore, ObjectStore, StdoutObjectStore, S
 use tracing::warn;
 
 use crate::config::{Effective, EventStoreKind, ObjectStoreKind};
-use forward::{Drops, ForwardEventStore, ForwardObjectStore};
+use forward::{ForwardEventStore, ForwardObjectStore};
+
+/// Items dropped by a sink since the last look (the run loop turns them into `issue` events).
+#[derive(Clone, Default)]
+pub struct Drops(Arc<AtomicU64>);
+
+impl Drops {
+    /// Takes the count.
+    pub fn take(&self) -> u64 {
+        self.0.swap(0, Ordering::Relaxed)
+    }
+
+    /// The delivery's drop callback, counting into this.
+    pub fn callback(&self) -> tapline_output::delivery::DropCallback {
+        let c = self.0.clone();
+        Box::new(move |n| {
+            c.fetch_add(n, Ordering::Relaxed);
+        })
+    }
+}
 
 /// The stores the pipeline writes to.
 pub struct Stores {

@@ -10,7 +10,7 @@ use tapline_output::metrics::Metrics;
 use tapline_output::object::{Location, ObjectStore, StoreError, StoredObject};
 use tapline_output::s3::{S3Config, S3ObjectStore, S3Transport};
 
-use super::forward::Drops;
+use super::Drops;
 
 /// The agent's S3 store: the batching store in front, the delivery behind it.
 pub struct S3Store {
