@@ -117,6 +117,16 @@ fn record() -> ArtifactRecord {
 }
 
 #[test]
+fn unknown_process_exe_is_omitted_not_empty() {
+    let mut r = record();
+    if let Some(s) = r.summary.as_mut() {
+        s.process_exe.clear();
+    }
+    let v = serde_json::to_value(&r).expect("json");
+    assert!(v["summary"].get("process_exe").is_none(), "{v}");
+}
+
+#[test]
 fn artifact_record_golden() {
     assert_eq!(
         serde_json::to_string(&record()).expect("json"),

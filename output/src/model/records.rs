@@ -36,7 +36,8 @@ pub struct Summary {
     pub direction: Direction,
     /// Response head time minus request head time, at least 1.
     pub duration_ms: u64,
-    /// Full path of the process.
+    /// Full path of the process; omitted when it could not be read (the process was gone).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub process_exe: String,
     /// Request host (authority without port).
     pub request_host: String,
