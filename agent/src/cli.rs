@@ -71,6 +71,27 @@ pub struct RunArgs {
     /// TLS library probes to attach (comma-separated: openssl, gotls; `none` disables them).
     #[arg(long, env = "TLS_PROBES", default_value = "openssl,gotls", value_parser = parse_tls_probes)]
     pub tls_probes: TlsProbes,
+    /// Tags added to every connection, `key:value,key:value` (qtap's `--tags`).
+    #[arg(long, env = "QPOINT_DEPLOYMENT_TAGS", default_value = "", value_parser = parse_tags)]
+    pub tags: DeploymentTags,
+}
+
+/// `--tags`: `key:value` pairs added to every connection.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeploymentTags(pub Vec<(String, String)>);
+
+/// Parses `--tags` (`k:v,k:v`; keys lowercased); an entry without `:` is an error.
+pub fn parse_tags(s: &str) -> Result<DeploymentTags, String> {
+    let mut out = Vec::new();
+    for t in s.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+        match t.split_once(':') {
+            Some((k, v)) if !k.trim().is_empty() && !v.trim().is_empty() => {
+                out.push((k.trim().to_ascii_lowercase(), v.trim().to_string()))
+            }
+            _ => return Err(format!("`{t}` is not key:value")),
+        }
+    }
+    Ok(DeploymentTags(out))
 }
 
 /// Which TLS probe families are enabled (`--tls-probes`).

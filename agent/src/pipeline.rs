@@ -33,16 +33,16 @@ use crate::txn::{BodyPolicy, Notice, Transaction};
 /// Pipeline settings, resolved from the configuration and the command line.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// Capture level of the `http_capture` plugin.
-    pub level: CaptureLevel,
-    /// Per-endpoint capture levels (`tap.endpoints`), by host name.
-    pub endpoint_levels: HashMap<String, CaptureLevel>,
+    /// The plugin stacks: `tap.http.stack` and per-endpoint ones.
+    pub stacks: crate::config::Stacks,
     /// Maximum body bytes kept per message (`--http-buffer-size`).
     pub body_cap: usize,
     /// Which directions are reported (`tap.direction`).
     pub direction: TapDirection,
     /// Drop loopback connections (`tap.ignore_loopback`).
     pub ignore_loopback: bool,
+    /// Report DNS lookups as `connection` events (`tap.audit_include_dns`).
+    pub audit_include_dns: bool,
     /// A long-lived connection is reported every this often (with `part`).
     pub report_interval: Duration,
     /// This host's name (`tags.host`, `system.hostname`).
@@ -55,62 +55,59 @@ pub struct Settings {
     pub max_connections: usize,
     /// Masks secrets in every transaction before it is stored (`None`: redaction off).
     pub redactor: Option<Arc<crate::redact::Redactor>>,
-    /// `http_capture` rules of the default stack (first match sets the level).
-    pub rules: Vec<crate::config::CaptureRule>,
-    /// Rules of domains with their own stack.
-    pub endpoint_rules: HashMap<String, Vec<crate::config::CaptureRule>>,
-    /// `detect_errors` rules of the default stack.
-    pub error_rules: Vec<crate::plugins::detect_errors::ErrorRuleConfig>,
-    /// `tap.filters.custom`.
+    /// Key of the keyed hash (`redaction.hash_key`), also used for `authTokenHash`.
+    pub hash_key: Option<Vec<u8>>,
+    /// `tap.filters` (groups and custom).
     pub filter: crate::process::filter::ProcessFilter,
-    /// The `http_metrics` plugin is in the stack.
-    pub http_metrics: bool,
-    /// The `access_logs` plugin of the stack.
-    pub access_logs: Option<crate::plugins::access_logs::AccessLogs>,
+    /// Tags added to every connection (`--tags k:v,k:v`).
+    pub deployment_tags: Vec<(String, String)>,
+    /// Tags read from each process's environment (`tags:` with `source: env`).
+    pub tag_sources: Vec<crate::config::TagSource>,
 }
 
 impl Settings {
     fn keep_bodies(&self) -> bool {
-        let rule_full =
-            self.rules.iter().chain(self.endpoint_rules.values().flatten()).any(|r| r.level == CaptureLevel::Full)
-                || crate::plugins::detect_errors::wants_bodies(&self.error_rules)
-                || self.access_logs.as_ref().is_some_and(|a| {
-                    a.mode == crate::plugins::access_logs::Mode::Full
-                        || a.rules.iter().any(|(_, m)| *m == crate::plugins::access_logs::Mode::Full)
-                });
-        self.level == CaptureLevel::Full || self.endpoint_levels.values().any(|l| *l == CaptureLevel::Full) || rule_full
+        self.stacks.all().any(|s| s.keeps_bodies())
     }
 
-    fn level_for(&self, host: &str) -> CaptureLevel {
-        self.endpoint_levels.get(host).copied().unwrap_or(self.level)
-    }
-
-    /// A rule whose field is missing does not match (counted in `errors{stage="rule_missing_field"}`).
-    /// The `http_capture` rules that apply to `host`.
-    fn rules_for(&self, host: &str) -> &[crate::config::CaptureRule] {
-        self.endpoint_rules.get(host).unwrap_or(&self.rules)
-    }
-
-    /// Whether a rule of any plugin will read the fields of a transaction to `host`.
-    fn needs_fields(&self, host: &str) -> bool {
-        !self.rules_for(host).is_empty() || self.access_logs.as_ref().is_some_and(|a| !a.rules.is_empty())
-    }
-
-    /// The level of one transaction to `host` whose rule fields are `fields` (built when
-    /// [`Settings::needs_fields`] says so): the first matching rule's, else its stack's.
-    fn level_of(&self, host: &str, fields: Option<&crate::rules::MapFields>, m: &ComponentMetrics) -> CaptureLevel {
-        let rules = self.rules_for(host);
-        let Some(fields) = fields.filter(|_| !rules.is_empty()) else {
-            return self.level_for(host);
-        };
-        for r in rules {
-            match r.rule.eval(fields) {
-                crate::rules::Outcome::Match => return r.level,
-                crate::rules::Outcome::MissingField(_) => m.error("rule_missing_field"),
-                crate::rules::Outcome::NoMatch => {}
+    /// Environment variables of processes that rules and tags read.
+    fn env_vars(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.tag_sources.iter().map(|t| t.env.clone()).collect();
+        for s in self.stacks.all() {
+            let rules = s.rules.iter().map(|r| &r.rule).chain(s.access_logs.iter().flat_map(|a| a.rules.iter().map(|(r, _)| r)));
+            for r in rules {
+                v.extend(r.fields().iter().filter_map(|f| f.strip_prefix("src.process.env.")).map(str::to_string));
             }
         }
-        self.level_for(host)
+        v
+    }
+
+    /// The tags of a connection of `process` (`tags` of connection events, `k:v` lists elsewhere).
+    fn tags(&self, process: &crate::process::ProcessInfo, protocol: &str) -> Tags {
+        let mut tags = Tags::default();
+        if let Some(bin) = &process.binary {
+            tags.add("bin", bin);
+        }
+        tags.add("host", &self.hostname);
+        if let Some(ip) = self.local_ip {
+            tags.add("ip", &ip.to_string());
+        }
+        tags.add("protocol", protocol);
+        tags.add("strategy", process.strategy.as_str());
+        for (k, v) in &self.deployment_tags {
+            tags.add(k, v);
+        }
+        if let Some(v) = process.env_var(crate::process::strategy::TAGS_ENV) {
+            for (k, v) in crate::process::strategy::parse_tags(v) {
+                tags.add(&k, &v);
+            }
+        }
+        for t in &self.tag_sources {
+            if let Some(v) = process.env_var(&t.env) {
+                tags.add(&t.key, v);
+            }
+        }
+        tags
     }
 }
 
@@ -235,6 +232,8 @@ impl Pipeline {
         object_store: Arc<dyn ObjectStore>,
         metrics: &Metrics,
     ) -> Self {
+        let mut processes = processes;
+        processes.add_env_vars(settings.env_vars());
         Self {
             settings,
             clock,
@@ -255,6 +254,7 @@ impl Pipeline {
         new.hostname = std::mem::take(&mut self.settings.hostname);
         new.local_ip = self.settings.local_ip;
         new.agent_instance = std::mem::take(&mut self.settings.agent_instance);
+        self.processes.add_env_vars(new.env_vars());
         self.settings = new;
     }
 
@@ -307,8 +307,8 @@ impl Pipeline {
             }
             Record::Dns { pid, comm, bytes, truncated, .. } => {
                 self.count_record("dns");
-                let exe = self.processes.get(pid, None, comm_str(&comm)).exe;
-                let skip = self.settings.filter.skip(exe.as_deref());
+                let process = self.processes.get(pid, None, comm_str(&comm));
+                let skip = self.settings.filter.skip_process(&process);
                 if skip.all || skip.dns {
                     self.m.dns.discarded("filtered_process", 1);
                     return;
@@ -345,7 +345,7 @@ impl Pipeline {
             return;
         }
         let process = self.processes.get(pid, uid, comm);
-        let skip = self.settings.filter.skip(process.exe.as_deref());
+        let skip = self.settings.filter.skip_process(&process);
         if skip.all {
             // A filtered process: nothing of it is tracked (its data records come back here too).
             self.m.connections.discarded("filtered_process", 1);
@@ -647,48 +647,68 @@ impl Pipeline {
             server_side,
             fallback_authority: dst.to_string(),
         };
+        let tags = settings.tags(&conn.process, conn.app().tag_protocol().as_str());
         for mut txn in out.transactions {
             m.capture.received(1);
-            if settings.http_metrics {
+            let host = conn.host.as_deref();
+            let stack = settings.stacks.for_host(host, &endpoint_id);
+            if stack.http_metrics {
                 m.http_metrics.observe(&txn, &endpoint_id, conn.direction().as_str());
             }
+            // The credential is described before redaction masks it (the event never holds it).
+            let auth = stack
+                .report_usage
+                .then(|| crate::plugins::report_usage::auth_token(&txn.request.headers, settings.hash_key.as_deref()));
             if let Some(r) = &settings.redactor {
                 let stats = r.apply(&mut txn);
                 if stats.total() > 0 {
                     m.redacted.inc_by(stats.total() as u64);
                 }
             }
-            let host = conn.host.as_deref().unwrap_or("");
-            let url =
-                format!("{}://{}{}", ctx.scheme, conn.host.as_deref().unwrap_or(&endpoint_id), txn.request.target);
+            let url = format!("{}://{}{}", ctx.scheme, host.unwrap_or(&endpoint_id), txn.request.target);
             // The rule fields, built once for every plugin that reads them.
-            let fields =
-                settings.needs_fields(host).then(|| crate::plugins::fields::transaction_fields(&txn, conn, ctx.scheme));
-            if let Some(al) = &settings.access_logs {
+            let fields = stack
+                .needs_fields()
+                .then(|| crate::plugins::fields::transaction_fields(&txn, conn, ctx.scheme, &tags));
+            if let Some(al) = &stack.access_logs {
                 Self::access_log(al, &txn, conn, &url, fields.as_ref());
             }
-            let mut level = settings.level_of(host, fields.as_ref(), &m.capture);
+            let decision = stack.decide(fields.as_ref(), || m.capture.error("rule_missing_field"));
+            let mut level = decision.level;
             let request_id = new_id();
-            if !settings.error_rules.is_empty() {
-                for hit in crate::plugins::detect_errors::check(&settings.error_rules, &txn, &url) {
-                    level = level.max(hit.level);
-                    if hit.report {
-                        let issue = Self::error_issue(settings, conn, &txn, &request_id, &url, hit, now);
-                        Self::emit(m, events, Event::Issue(issue));
-                    }
+            for hit in crate::plugins::detect_errors::check(&stack.error_rules, &txn, &url) {
+                level = level.max(hit.level);
+                if hit.report {
+                    let issue = Self::error_issue(conn, &tags, &txn, &request_id, &url, hit, now);
+                    Self::emit(m, events, Event::Issue(issue));
                 }
             }
-            let Some(captured) = http_capture::capture(&txn, level, &ctx, request_id, now) else {
+            if level == CaptureLevel::None && auth.is_none() {
                 m.capture.discarded("level_none", 1);
                 continue;
+            }
+            // report_usage needs the summary even when nothing is stored.
+            let Some(captured) = http_capture::capture(&txn, level.max(CaptureLevel::Summary), &ctx, request_id, now)
+            else {
+                continue;
             };
-            let stored = match StoredObject::json(&captured.object) {
-                Ok(o) => o,
-                Err(e) => {
-                    m.capture.error("serialize");
-                    warn!(error = %e, "could not serialize a transaction");
-                    continue;
-                }
+            if let Some(auth) = auth {
+                Self::emit(m, events, Event::Request(Self::request_event(&captured, &tags, auth)));
+            }
+            if level == CaptureLevel::None {
+                m.capture.discarded("level_none", 1);
+                continue;
+            }
+            let stored = match decision.format {
+                crate::config::CaptureFormat::Json => match StoredObject::json(&captured.object) {
+                    Ok(o) => o,
+                    Err(e) => {
+                        m.capture.error("serialize");
+                        warn!(error = %e, "could not serialize a transaction");
+                        continue;
+                    }
+                },
+                crate::config::CaptureFormat::Text => StoredObject::text(&captured.object),
             };
             let mut record = captured.record;
             record.digest = stored.digest.clone();
@@ -702,6 +722,40 @@ impl Pipeline {
             }
             m.capture.sent(1);
             Self::emit(m, events, Event::ArtifactRecord(record));
+        }
+    }
+
+    /// The `request` event (`report_usage`) of a captured transaction.
+    fn request_event(
+        c: &http_capture::Captured,
+        tags: &Tags,
+        auth: Option<crate::plugins::report_usage::AuthToken>,
+    ) -> model::Request {
+        let o = &c.object;
+        let r = &c.record;
+        let content_type = o.response.as_ref().and_then(|r| r.content_type.clone()).unwrap_or_default();
+        let auth = auth.unwrap_or_default();
+        model::Request {
+            connection_id: r.connection_id.clone(),
+            endpoint_id: r.endpoint_id.clone(),
+            request_id: r.request_id.clone(),
+            tags: tags.pairs(),
+            timestamp: r.timestamp.clone(),
+            direction: o.direction,
+            url: o.request.url.clone(),
+            path: o.request.path.clone().unwrap_or_default(),
+            method: o.request.method.clone(),
+            status: o.response.as_ref().map(|r| r.status).unwrap_or(0),
+            duration: o.duration_ms.max(1),
+            category: crate::plugins::report_usage::mime_category(&content_type).to_string(),
+            content_type,
+            agent: o.request.user_agent.clone().unwrap_or_default(),
+            bytes_sent: o.metadata.bytes_sent.unwrap_or(0),
+            bytes_received: o.metadata.bytes_received.unwrap_or(0),
+            auth_token_mask: auth.mask,
+            auth_token_hash: auth.hash,
+            auth_token_source: auth.source,
+            auth_token_type: auth.kind,
         }
     }
 
@@ -724,23 +778,19 @@ impl Pipeline {
 
     /// The `issue` event of a `detect_errors` rule that fired (flat, as qtap emits it).
     fn error_issue(
-        settings: &Settings,
         conn: &Connection,
+        tags: &Tags,
         txn: &Transaction,
         request_id: &str,
         url: &str,
         hit: crate::plugins::detect_errors::Hit,
         now: SystemTime,
     ) -> model::Issue {
-        let mut tags = vec![format!("host:{}", settings.hostname), format!("protocol:{}", txn.protocol.as_str())];
-        if let Some(bin) = &conn.process.binary {
-            tags.push(format!("bin:{bin}"));
-        }
         model::Issue {
             connection_id: conn.id.clone(),
             endpoint_id: conn.endpoint_id(),
             request_id: request_id.to_string(),
-            tags,
+            tags: tags.pairs(),
             timestamp: model::rfc3339(now),
             direction: Some(conn.direction()),
             error: hit.name,
@@ -773,16 +823,7 @@ impl Pipeline {
     /// Builds the `connection` event for `conn`.
     fn connection_event(&self, conn: &Connection, now: SystemTime, finalized: bool) -> model::Connection {
         let s = &self.settings;
-        let mut tags = Tags::default();
-        if let Some(bin) = &conn.process.binary {
-            tags.add("bin", bin);
-        }
-        tags.add("host", &s.hostname);
-        if let Some(ip) = s.local_ip {
-            tags.add("ip", &ip.to_string());
-        }
-        tags.add("protocol", conn.app().tag_protocol().as_str());
-        tags.add("strategy", "observe");
+        let tags = s.tags(&conn.process, conn.app().tag_protocol().as_str());
         let p = &conn.process;
         let local = model::Endpoint {
             address: model::NetAddr::from(conn.local),

@@ -175,11 +175,11 @@ impl LossMetrics {
 /// The pipeline settings of a resolved configuration and the command line.
 fn settings(eff: &config::Effective, args: &RunArgs) -> Settings {
     Settings {
-        level: eff.capture_level(),
-        endpoint_levels: eff.endpoint_levels(),
+        stacks: eff.stacks().clone(),
         body_cap: usize::try_from(args.http_buffer_size).unwrap_or(usize::MAX),
         direction: eff.direction(),
         ignore_loopback: eff.ignore_loopback(),
+        audit_include_dns: eff.audit_include_dns(),
         report_interval: Duration::from_secs(args.report_interval_secs.max(1)),
         hostname: process::host_name(),
         local_ip: process::primary_local_ip(),
@@ -187,12 +187,10 @@ fn settings(eff: &config::Effective, args: &RunArgs) -> Settings {
         max_connections: 65_536,
         // Checked when the configuration was resolved: building it again cannot fail.
         redactor: eff.redaction().and_then(|r| crate::redact::Redactor::new(r).ok()).map(Arc::new),
-        rules: eff.capture_rules().to_vec(),
-        endpoint_rules: eff.endpoint_rules().clone(),
-        error_rules: eff.error_rules().to_vec(),
+        hash_key: eff.redaction().and_then(|r| r.hash_key.clone()),
         filter: eff.process_filter().clone(),
-        http_metrics: eff.http_metrics(),
-        access_logs: eff.access_logs().cloned(),
+        deployment_tags: args.tags.0.clone(),
+        tag_sources: eff.tag_sources().to_vec(),
     }
 }
 

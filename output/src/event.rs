@@ -9,7 +9,7 @@ use serde::Serialize;
 use tracing::warn;
 
 use crate::metrics::ComponentMetrics;
-use crate::model::{ArtifactRecord, Connection, Issue};
+use crate::model::{ArtifactRecord, Connection, Issue, Request};
 use crate::object::StoreError;
 
 /// An event for the EventStore.
@@ -24,15 +24,18 @@ pub enum Event {
     ArtifactRecord(ArtifactRecord),
     /// An issue.
     Issue(Issue),
+    /// A transaction reported by `report_usage`.
+    Request(Request),
 }
 
 impl Event {
-    /// The event kind: `connection`, `artifact_record` or `issue`.
+    /// The event kind: `connection`, `artifact_record`, `issue` or `request`.
     pub fn kind(&self) -> &'static str {
         match self {
             Event::Connection(_) => "connection",
             Event::ArtifactRecord(_) => "artifact_record",
             Event::Issue(_) => "issue",
+            Event::Request(_) => "request",
         }
     }
 
@@ -42,6 +45,7 @@ impl Event {
             Event::Connection(_) => "*eventstore.Connection",
             Event::ArtifactRecord(_) => "*eventstore.ArtifactRecord",
             Event::Issue(_) => "*eventstore.Issue",
+            Event::Request(_) => "*eventstore.Request",
         }
     }
 }
@@ -80,6 +84,7 @@ pub fn envelope_line(event: &Event, now: SystemTime) -> Vec<u8> {
         Event::Connection(c) => line(event, c, now),
         Event::ArtifactRecord(a) => line(event, a, now),
         Event::Issue(i) => line(event, i, now),
+        Event::Request(r) => line(event, r, now),
     }
 }
 

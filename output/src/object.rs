@@ -57,6 +57,12 @@ impl StoredObject {
         let bytes = serde_json::to_vec(txn)?;
         Ok(StoredObject { digest: digest_hex(&bytes), content_type: "application/json", bytes })
     }
+
+    /// The text rendering of a transaction (`format: text`), stored as `text/plain`.
+    pub fn text(txn: &HttpTransaction) -> StoredObject {
+        let bytes = txn.to_text().into_bytes();
+        StoredObject { digest: digest_hex(&bytes), content_type: "text/plain", bytes }
+    }
 }
 
 /// Where a stored object can be fetched.

@@ -4,9 +4,11 @@
 
 mod model;
 pub mod sinks;
+pub mod stack;
 mod unsupported;
 
 pub use model::*;
+pub use stack::{CaptureDecision, CaptureRule, StackPlan, Stacks};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -239,6 +241,7 @@ fn validate(config: &Config, origin: &str, warnings: &mut Vec<ConfigWarning>) ->
             ));
         }
     }
+    tag_sources(config, origin)?;
     no_duplicate_ids(config.services.object_stores.iter().map(|s| s.id.as_deref()), "services.object_stores", origin)?;
     no_duplicate_ids(config.services.event_stores.iter().map(|s| s.id.as_deref()), "services.event_stores", origin)?;
     for (i, s) in config.services.object_stores.iter().enumerate() {
@@ -281,29 +284,34 @@ pub enum EventStoreKind {
 /// The settings the pipeline uses, resolved once from a [`Config`].
 #[derive(Debug, Clone)]
 pub struct Effective {
-    level: CaptureLevel,
-    endpoint_levels: HashMap<String, CaptureLevel>,
+    stacks: Stacks,
     direction: TapDirection,
     ignore_loopback: bool,
+    audit_include_dns: bool,
     object_store: ObjectStoreKind,
     event_stores: Vec<EventStoreKind>,
     redaction: Option<crate::redact::RedactionConfig>,
-    rules: Vec<CaptureRule>,
-    endpoint_rules: HashMap<String, Vec<CaptureRule>>,
-    error_rules: Vec<crate::plugins::detect_errors::ErrorRuleConfig>,
     filter: crate::process::filter::ProcessFilter,
-    http_metrics: bool,
-    access_logs: Option<crate::plugins::access_logs::AccessLogs>,
+    tags: Vec<TagSource>,
+}
+
+/// One configured connection tag (`tags:`), resolved per process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagSource {
+    /// The tag key.
+    pub key: String,
+    /// The environment variable of the process that holds its value.
+    pub env: String,
 }
 
 impl Effective {
+    /// The plugin stacks: the default and per-endpoint ones.
+    pub fn stacks(&self) -> &Stacks {
+        &self.stacks
+    }
     /// The `http_capture` level of the default HTTP stack.
     pub fn capture_level(&self) -> CaptureLevel {
-        self.level
-    }
-    /// Levels of domains with their own stack (`tap.endpoints`).
-    pub fn endpoint_levels(&self) -> HashMap<String, CaptureLevel> {
-        self.endpoint_levels.clone()
+        self.stacks.default.level
     }
     /// Which directions are captured.
     pub fn direction(&self) -> TapDirection {
@@ -313,39 +321,18 @@ impl Effective {
     pub fn ignore_loopback(&self) -> bool {
         self.ignore_loopback
     }
+    /// Whether DNS lookups are reported as `connection` events (`tap.audit_include_dns`).
+    pub fn audit_include_dns(&self) -> bool {
+        self.audit_include_dns
+    }
     /// The object store.
     pub fn object_store(&self) -> &ObjectStoreKind {
         &self.object_store
     }
 
-    /// The `http_capture` rules of the default HTTP stack, in order.
-    pub fn capture_rules(&self) -> &[CaptureRule] {
-        &self.rules
-    }
-
-    /// The `access_logs` plugin of the default HTTP stack, compiled.
-    pub fn access_logs(&self) -> Option<&crate::plugins::access_logs::AccessLogs> {
-        self.access_logs.as_ref()
-    }
-
-    /// Whether the default HTTP stack has the `http_metrics` plugin.
-    pub fn http_metrics(&self) -> bool {
-        self.http_metrics
-    }
-
-    /// `tap.filters.custom`, compiled.
+    /// `tap.filters` (groups and custom), compiled.
     pub fn process_filter(&self) -> &crate::process::filter::ProcessFilter {
         &self.filter
-    }
-
-    /// The `detect_errors` rules of the default HTTP stack.
-    pub fn error_rules(&self) -> &[crate::plugins::detect_errors::ErrorRuleConfig] {
-        &self.error_rules
-    }
-
-    /// The rules of domains with their own stack.
-    pub fn endpoint_rules(&self) -> &HashMap<String, Vec<CaptureRule>> {
-        &self.endpoint_rules
     }
 
     /// What is masked before anything is stored (`None`: redaction turned off).
@@ -357,36 +344,11 @@ impl Effective {
     pub fn event_stores(&self) -> &[EventStoreKind] {
         &self.event_stores
     }
-}
 
-fn stack_level(config: &Config, stack: Option<&str>) -> CaptureLevel {
-    let Some(stack) = stack.filter(|s| !s.is_empty() && *s != "none") else {
-        return CaptureLevel::None;
-    };
-    let Some(s) = config.stacks.get(stack) else {
-        return CaptureLevel::None;
-    };
-    s.plugins
-        .iter()
-        .filter(|p| p.kind == PluginType::HttpCapture)
-        .filter_map(|p| {
-            let mut ignored = Vec::new();
-            http_capture_config(p, "", "", &mut ignored).ok()
-        })
-        .map(|c| c.level.map(CaptureLevel::from).unwrap_or(CaptureLevel::None))
-        .max()
-        .unwrap_or(CaptureLevel::None)
-}
-
-/// One compiled `http_capture` rule: when it matches a transaction, its level applies.
-#[derive(Debug, Clone)]
-pub struct CaptureRule {
-    /// Its name (for logs and errors).
-    pub name: String,
-    /// The expression.
-    pub rule: crate::rules::Rule,
-    /// The level it sets.
-    pub level: CaptureLevel,
+    /// Configured connection tags read from each process's environment (`tags:` with `source: env`).
+    pub fn tag_sources(&self) -> &[TagSource] {
+        &self.tags
+    }
 }
 
 /// `rulekit.macros`, compiled.
@@ -397,96 +359,6 @@ fn macros(config: &Config, origin: &str) -> Result<crate::rules::Macros, ConfigE
     let defs: Vec<crate::rules::MacroDef> =
         serde_yaml_ng::from_value(defs.clone()).map_err(|e| invalid(origin, "rulekit.macros", e.to_string()))?;
     crate::rules::Macros::from_defs(defs).map_err(|e| invalid(origin, "rulekit.macros", e.to_string()))
-}
-
-/// The compiled `http_capture` rules of `stack` (first match wins), errors named by key path.
-fn stack_rules(
-    config: &Config,
-    stack: Option<&str>,
-    macros: &crate::rules::Macros,
-    origin: &str,
-) -> Result<Vec<CaptureRule>, ConfigError> {
-    let Some(name) = stack.filter(|s| !s.is_empty() && *s != "none") else { return Ok(Vec::new()) };
-    let Some(s) = config.stacks.get(name) else { return Ok(Vec::new()) };
-    let mut out = Vec::new();
-    for (i, p) in s.plugins.iter().enumerate().filter(|(_, p)| p.kind == PluginType::HttpCapture) {
-        let path = format!("stacks.{name}.plugins[{i}].config");
-        let mut ignored = Vec::new();
-        let cfg = http_capture_config(p, &path, origin, &mut ignored)?;
-        for (j, r) in cfg.rules.iter().enumerate() {
-            let rule = crate::rules::Rule::parse_with_macros(&r.expr, macros)
-                .map_err(|e| invalid(origin, format!("{path}.rules[{j}].expr"), format!("rule \"{}\": {e}", r.name)))?;
-            let level =
-                r.level.map(CaptureLevel::from).or(cfg.level.map(CaptureLevel::from)).unwrap_or(CaptureLevel::None);
-            out.push(CaptureRule { name: r.name.clone(), rule, level });
-        }
-    }
-    Ok(out)
-}
-
-/// The first `access_logs` plugin of `stack`, compiled (its rules with `macros`).
-fn access_logs(
-    config: &Config,
-    stack: Option<&str>,
-    macros: &crate::rules::Macros,
-    origin: &str,
-) -> Result<Option<crate::plugins::access_logs::AccessLogs>, ConfigError> {
-    use crate::plugins::access_logs::{AccessLogs, AccessLogsConfig};
-    let Some(name) = stack.filter(|s| !s.is_empty() && *s != "none") else { return Ok(None) };
-    let Some(s) = config.stacks.get(name) else { return Ok(None) };
-    let Some((i, p)) = s.plugins.iter().enumerate().find(|(_, p)| p.kind == PluginType::AccessLogs) else {
-        return Ok(None);
-    };
-    let path = format!("stacks.{name}.plugins[{i}].config");
-    let c: AccessLogsConfig = match &p.config {
-        None => AccessLogsConfig::default(),
-        Some(v) => serde_path_to_error::deserialize(v.clone()).map_err(|e| {
-            let inner = e.path().to_string();
-            invalid(
-                origin,
-                if inner == "." { path.clone() } else { format!("{path}.{inner}") },
-                e.into_inner().to_string(),
-            )
-        })?,
-    };
-    let mut rules = Vec::new();
-    for (j, r) in c.rules.iter().enumerate() {
-        let rule = crate::rules::Rule::parse_with_macros(&r.expr, macros)
-            .map_err(|e| invalid(origin, format!("{path}.rules[{j}].expr"), format!("rule \"{}\": {e}", r.name)))?;
-        rules.push((rule, r.mode));
-    }
-    Ok(Some(AccessLogs { mode: c.mode, format: c.format, rules }))
-}
-
-/// Whether `stack` has a plugin of `kind`.
-fn stack_has(config: &Config, stack: Option<&str>, kind: PluginType) -> bool {
-    stack.and_then(|s| config.stacks.get(s)).is_some_and(|s| s.plugins.iter().any(|p| p.kind == kind))
-}
-
-/// The `detect_errors` rules of `stack`, in order.
-fn stack_error_rules(
-    config: &Config,
-    stack: Option<&str>,
-    origin: &str,
-) -> Result<Vec<crate::plugins::detect_errors::ErrorRuleConfig>, ConfigError> {
-    let Some(name) = stack.filter(|s| !s.is_empty() && *s != "none") else { return Ok(Vec::new()) };
-    let Some(s) = config.stacks.get(name) else { return Ok(Vec::new()) };
-    let mut out = Vec::new();
-    for (i, p) in s.plugins.iter().enumerate().filter(|(_, p)| p.kind == PluginType::DetectErrors) {
-        let Some(v) = &p.config else { continue };
-        let path = format!("stacks.{name}.plugins[{i}].config");
-        let c: crate::plugins::detect_errors::DetectErrorsConfig = serde_path_to_error::deserialize(v.clone())
-            .map_err(|e| {
-                let inner = e.path().to_string();
-                invalid(
-                    origin,
-                    if inner == "." { path.clone() } else { format!("{path}.{inner}") },
-                    e.into_inner().to_string(),
-                )
-            })?;
-        out.extend(c.rules);
-    }
-    Ok(out)
 }
 
 /// The redaction settings: the defaults, changed by `redaction:`; checked by compiling them.
@@ -557,37 +429,44 @@ pub fn resolve_in(config: &Config, origin: &str, data_dir: &Path) -> Result<Effe
     event_stores.dedup();
     let redaction = redaction_config(config, origin)?;
     let macros = macros(config, origin)?;
-    let rules = stack_rules(config, config.tap.http.stack.as_deref(), &macros, origin)?;
-    let error_rules = stack_error_rules(config, config.tap.http.stack.as_deref(), origin)?;
-    let custom = config.tap.filters.as_ref().map(|f| f.custom.as_slice()).unwrap_or_default();
-    let filter = crate::process::filter::ProcessFilter::new(custom)
-        .map_err(|(i, e)| invalid(origin, format!("tap.filters.custom[{i}].exe"), format!("invalid regex: {e}")))?;
-    let mut endpoint_rules = HashMap::new();
+    let filters = config.tap.filters.clone().unwrap_or_default();
+    let filter = crate::process::filter::ProcessFilter::from_config(&filters).map_err(|(i, e)| {
+        invalid(origin, format!("tap.filters.custom[{i}].exe"), format!("invalid regex: {e}"))
+    })?;
+    let mut stacks = Stacks {
+        default: std::sync::Arc::new(stack::compile(config, config.tap.http.stack.as_deref(), &macros, origin)?),
+        endpoints: HashMap::new(),
+    };
     for e in &config.tap.endpoints {
-        endpoint_rules
-            .insert(e.domain.to_ascii_lowercase(), stack_rules(config, e.http.stack.as_deref(), &macros, origin)?);
+        let plan = stack::compile(config, e.http.stack.as_deref(), &macros, origin)?;
+        stacks.endpoints.insert(e.domain.to_ascii_lowercase(), std::sync::Arc::new(plan));
     }
-    let endpoint_levels = config
-        .tap
-        .endpoints
-        .iter()
-        .map(|e| (e.domain.to_ascii_lowercase(), stack_level(config, e.http.stack.as_deref())))
-        .collect();
     Ok(Effective {
-        level: stack_level(config, config.tap.http.stack.as_deref()),
-        endpoint_levels,
+        stacks,
         direction: config.tap.direction,
         ignore_loopback: config.tap.ignore_loopback,
+        audit_include_dns: config.tap.audit_include_dns,
         object_store,
         event_stores,
         redaction,
-        rules,
-        endpoint_rules,
-        error_rules,
         filter,
-        http_metrics: stack_has(config, config.tap.http.stack.as_deref(), PluginType::HttpMetrics),
-        access_logs: access_logs(config, config.tap.http.stack.as_deref(), &macros, origin)?,
+        tags: tag_sources(config, origin)?,
     })
+}
+
+/// `tags:` entries: `{key, source: env, location: VAR}` (the other sources need container or
+/// pod metadata and are warned about at load).
+fn tag_sources(config: &Config, origin: &str) -> Result<Vec<TagSource>, ConfigError> {
+    let Some(v) = &config.tags else { return Ok(Vec::new()) };
+    let list: Vec<TagConfig> = serde_path_to_error::deserialize(v.clone()).map_err(|e| {
+        let inner = e.path().to_string();
+        invalid(origin, if inner == "." { "tags".to_string() } else { format!("tags{inner}") }, e.into_inner().to_string())
+    })?;
+    Ok(list
+        .into_iter()
+        .filter(|t| t.source == "env")
+        .map(|t| TagSource { key: t.key.to_ascii_lowercase(), env: t.location })
+        .collect())
 }
 
 #[cfg(test)]

@@ -349,3 +349,15 @@ pub struct Tap {
     /// Kafka stack.
     pub kafka: Option<Value>,
 }
+
+/// One `tags:` entry: a connection tag whose value comes from the process.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TagConfig {
+    /// The tag key.
+    pub key: String,
+    /// `env` (tapline reads it), `k8s.label`, `k8s.annotation`, `container.label`.
+    pub source: String,
+    /// The variable or label name.
+    pub location: String,
+}

@@ -93,15 +93,83 @@ fn qtap_example_loads_with_one_warning_per_unsupported_key() {
     for p in ["stacks.basic_reporting.plugins[1].type", "stacks.basic_reporting.plugins[2].type"] {
         assert!(!paths.contains(&p), "access_logs and http_metrics run: {paths:?}");
     }
-    for p in ["stacks.basic_reporting.plugins[3].type", "tap.filters.groups"] {
-        assert_eq!(paths.iter().filter(|x| **x == p).count(), 1, "one warning for {p}: {paths:?}");
+    // report_usage runs and both filter groups are known: nothing to warn about.
+    for p in ["stacks.basic_reporting.plugins[3].type", "tap.filters.groups[0]", "tap.filters.groups[1]"] {
+        assert!(!paths.contains(&p), "{p} is supported: {paths:?}");
     }
     let eff = resolve(&without_s3, Path::new("/d")).expect("resolve");
     assert_eq!(eff.capture_level(), CaptureLevel::Summary);
     assert_eq!(eff.direction(), TapDirection::Egress);
     assert!(eff.ignore_loopback());
-    assert_eq!(eff.endpoint_levels().get("api.github.com"), Some(&CaptureLevel::Summary));
+    assert_eq!(eff.stacks().endpoints.get("api.github.com").map(|s| s.level), Some(CaptureLevel::Summary));
     assert_eq!(eff.object_store(), &ObjectStoreKind::Local { dir: "/d/objects".into() });
+    assert!(eff.stacks().default.report_usage && eff.stacks().default.http_metrics);
+    // Group `kubernetes` filters the kubelet; the custom filter curl.
+    let f = eff.process_filter();
+    assert!(f.skip(Some("/home/kubernetes/bin/kubelet")).all && f.skip(Some("/usr/bin/curl")).all);
+    assert!(!f.skip(Some("/usr/bin/wget")).all && f.skips_self());
+}
+
+const PER_ENDPOINT: &str = r#"
+stacks:
+  quiet:
+    plugins:
+      - type: http_capture
+        config: {level: summary}
+  loud:
+    plugins:
+      - type: http_capture
+        config:
+          level: headers
+          format: text
+          rules: [{name: errors, expr: "http.res.status >= 500", level: full, format: json}]
+      - type: detect_errors
+        config: {rules: [{name: server_error, triggerStatusCodes: ["5xx"]}]}
+      - type: report_usage
+tap:
+  http: {stack: quiet}
+  endpoints:
+    - domain: API.Example.com
+      http: {stack: loud}
+    - domain: silent.example.com
+      http: {stack: none}
+tags:
+  - {key: Team, source: env, location: TEAM}
+  - {key: app, source: k8s.label, location: app}
+"#;
+
+#[test]
+fn per_endpoint_stacks_formats_and_tags() {
+    let l = load_str(PER_ENDPOINT, "q.yaml").expect("loads");
+    let paths: Vec<&str> = l.warnings.iter().map(|w| w.path.as_str()).collect();
+    assert_eq!(paths, vec!["tags[1].source"], "only the label tag is unsupported");
+    let eff = resolve(&l.config, Path::new("/d")).expect("resolve");
+    let st = eff.stacks();
+    let d = st.for_host(Some("other.example.com"), "10.0.0.1");
+    assert_eq!((d.name.as_str(), d.level, d.error_rules.len(), d.report_usage), ("quiet", CaptureLevel::Summary, 0, false));
+    let loud = st.for_host(Some("api.example.com"), "10.0.0.1");
+    assert_eq!((loud.name.as_str(), loud.level, loud.format), ("loud", CaptureLevel::Headers, CaptureFormat::Text));
+    assert_eq!((loud.error_rules.len(), loud.report_usage), (1, true));
+    assert_eq!((loud.rules[0].level, loud.rules[0].format), (CaptureLevel::Full, CaptureFormat::Json));
+    // No HTTP host (TLS without plaintext): the SNI/DNS endpoint id picks the stack.
+    assert_eq!(st.for_host(None, "api.example.com").name, "loud");
+    assert_eq!(st.for_host(Some("silent.example.com"), "x").level, CaptureLevel::None);
+    let ok = crate::rules::MapFields::new().with("http.res.status", 503i64);
+    assert_eq!(
+        loud.decide(Some(&ok), || {}),
+        CaptureDecision { level: CaptureLevel::Full, format: CaptureFormat::Json }
+    );
+    assert_eq!(eff.tag_sources(), &[TagSource { key: "team".into(), env: "TEAM".into() }]);
+    let e = err("tags: [{key: a, source: env}]\n");
+    assert!(e.contains("tags") && e.contains("location"), "{e}");
+}
+
+#[test]
+fn unknown_filter_group_is_named() {
+    let l = load_str("tap:\n  filters:\n    groups: [kubernetes, kubernets]\n", "q.yaml").expect("loads");
+    let w: Vec<String> = l.warnings.iter().map(|w| w.to_string()).collect();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].contains("tap.filters.groups[1]") && w[0].contains("unknown group `kubernets`"), "{w:?}");
 }
 
 #[test]
@@ -223,7 +291,7 @@ tap: {http: {stack: s}}
     let l = load_str(y, "q").unwrap();
     assert!(l.warnings.is_empty(), "rules and macros are supported: {:?}", l.warnings);
     let eff = resolve(&l.config, Path::new("/d")).unwrap();
-    let names: Vec<(&str, CaptureLevel)> = eff.capture_rules().iter().map(|r| (r.name.as_str(), r.level)).collect();
+    let names: Vec<(&str, CaptureLevel)> = eff.stacks().default.rules.iter().map(|r| (r.name.as_str(), r.level)).collect();
     assert_eq!(names, vec![("admin bodies", CaptureLevel::Full), ("errors", CaptureLevel::Headers)]);
     let bad = y.replace("'http.res.status >= 500'", "'http.res.status >= '");
     let e = resolve_in(&load_str(&bad, "q.yaml").unwrap().config, "q.yaml", Path::new("/d")).unwrap_err().to_string();

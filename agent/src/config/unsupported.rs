@@ -111,16 +111,11 @@ pub fn warnings(c: &Config) -> Vec<ConfigWarning> {
         for (i, p) in stack.plugins.iter().enumerate() {
             let path = format!("stacks.{name}.plugins[{i}]");
             match p.kind {
-                PluginType::DetectErrors | PluginType::HttpMetrics | PluginType::AccessLogs => {}
-                PluginType::HttpCapture => {
-                    let Some(cfg) = &p.config else { continue };
-                    if cfg.get("format").and_then(|f| f.as_str()) == Some("text") {
-                        out.push(w(
-                            format!("{path}.config.format"),
-                            "format `text` is not supported yet; objects are JSON",
-                        ));
-                    }
-                }
+                PluginType::DetectErrors
+                | PluginType::HttpMetrics
+                | PluginType::AccessLogs
+                | PluginType::HttpCapture
+                | PluginType::ReportUsage => {}
                 other => out.push(w(
                     format!("{path}.type"),
                     format!("plugin `{}` is not supported yet; ignored", format!("{other:?}").to_lowercase()),
@@ -128,11 +123,13 @@ pub fn warnings(c: &Config) -> Vec<ConfigWarning> {
             }
         }
     }
-    if c.tap.filters.as_ref().is_some_and(|f| !f.groups.is_empty()) {
-        out.push(w("tap.filters.groups", "filter groups are not supported yet; use tap.filters.custom"));
-    }
-    if c.tap.audit_include_dns {
-        out.push(w("tap.audit_include_dns", "DNS connections are not reported yet"));
+    for (i, g) in c.tap.filters.iter().flat_map(|f| f.groups.iter()).enumerate() {
+        if !crate::process::filter::GROUPS.contains(&g.as_str()) {
+            out.push(w(
+                format!("tap.filters.groups[{i}]"),
+                format!("unknown group `{g}`, ignored (known: {})", crate::process::filter::GROUPS.join(", ")),
+            ));
+        }
     }
     for key in ["redis", "mysql", "kafka"] {
         let set = match key {
@@ -144,8 +141,16 @@ pub fn warnings(c: &Config) -> Vec<ConfigWarning> {
             out.push(w(format!("tap.{key}"), format!("{key} parsing is not supported; those connections are `other`")));
         }
     }
-    if c.tags.is_some() {
-        out.push(w("tags", "configured tags are not supported yet; ignored"));
+    if let Some(serde_yaml_ng::Value::Sequence(tags)) = &c.tags {
+        for (i, t) in tags.iter().enumerate() {
+            let source = t.get("source").and_then(|s| s.as_str()).unwrap_or("");
+            if source != "env" {
+                out.push(w(
+                    format!("tags[{i}].source"),
+                    format!("tag source `{source}` needs Kubernetes or container labels, which tapline does not read yet; only `env` tags are added"),
+                ));
+            }
+        }
     }
     if c.control.is_some() {
         out.push(w("control", "access control is not supported; ignored"));

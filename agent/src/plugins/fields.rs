@@ -7,6 +7,7 @@ use crate::conn::Connection;
 use crate::proto::http1::Header;
 use crate::rules::MapFields;
 use crate::txn::Transaction;
+use tapline_output::model::Tags;
 
 fn headers(f: &mut MapFields, prefix: &str, hs: &[Header]) {
     for h in hs {
@@ -19,8 +20,8 @@ fn addr(f: &mut MapFields, prefix: &str, a: SocketAddr) {
     f.insert(&format!("{prefix}.port"), i64::from(a.port()));
 }
 
-/// The fields of `txn` on `conn`, whose URL scheme is `scheme`.
-pub fn transaction_fields(txn: &Transaction, conn: &Connection, scheme: &str) -> MapFields {
+/// The fields of `txn` on `conn`, whose URL scheme is `scheme` and whose connection tags are `tags`.
+pub fn transaction_fields(txn: &Transaction, conn: &Connection, scheme: &str, tags: &Tags) -> MapFields {
     let mut f = MapFields::new();
     let req = &txn.request;
     let host = req
@@ -57,6 +58,10 @@ pub fn transaction_fields(txn: &Transaction, conn: &Connection, scheme: &str) ->
     if let Some(u) = &p.user_name {
         f.insert("src.process.user.name", u.clone());
     }
+    for (k, v) in &p.env {
+        f.insert(&format!("src.process.env.{k}"), v.clone());
+    }
+    f.insert("tags", tags.pairs());
     if let Some(c) = &p.container_id {
         f.insert("src.container.id", c.clone());
     }

@@ -86,6 +86,7 @@ struct Compiled {
 #[derive(Default)]
 pub struct ProcessFilter {
     filters: Vec<Compiled>,
+    skip_self: bool,
 }
 
 impl std::fmt::Debug for ProcessFilter {
@@ -107,7 +108,50 @@ impl Clone for ProcessFilter {
                     only: c.only.clone(),
                 })
                 .collect(),
+            skip_self: self.skip_self,
         }
+    }
+}
+
+/// Whether `exe` matches `pattern` compared by `how` (`regex` holds the compiled pattern).
+pub fn exe_matches(how: Strategy, pattern: &str, regex: Option<&regex::Regex>, exe: &str) -> bool {
+    match how {
+        Strategy::Exact => exe == pattern,
+        Strategy::Prefix => exe.starts_with(pattern),
+        Strategy::Suffix => exe.ends_with(pattern),
+        Strategy::Contains => exe.contains(pattern),
+        Strategy::Regex => regex.is_some_and(|r| r.is_match(exe)),
+    }
+}
+
+/// The group names `tap.filters.groups` knows.
+pub const GROUPS: [&str; 5] = ["container-runtimes", "eks", "gke", "kubernetes", "qpoint"];
+
+/// The executables of a predefined group (qtap's lists: platform daemons whose traffic is
+/// noise). `qpoint` is the agent itself.
+pub fn group_members(group: &str) -> &'static [&'static str] {
+    match group {
+        "container-runtimes" => &["/usr/bin/containerd", "/usr/bin/dockerd", "/usr/bin/runc"],
+        "eks" => &[
+            "/app/aws-k8s-agent",
+            "/usr/bin/amazon-ssm-agent",
+            "/usr/bin/ssm-agent-worker",
+            "/usr/bin/ssm-document-worker",
+        ],
+        "gke" => &[
+            "/home/kubernetes/bin/gcfsd",
+            "/event-exporter",
+            "/fluent-bit-gke-exporter",
+            "/home/kubernetes/bin/node-problem-detector",
+        ],
+        "kubernetes" => &[
+            "/home/kubernetes/bin/kubelet",
+            "/home/kubernetes/bin/kube-proxy",
+            "/proxy-agent",
+            "/cluster-proportional-autoscaler",
+            "/csi-node-driver-registrar",
+        ],
+        _ => &[],
     }
 }
 
@@ -122,7 +166,28 @@ impl ProcessFilter {
             };
             filters.push(Compiled { exe: c.exe.clone(), strategy: c.strategy, regex, only: c.only.clone() });
         }
-        Ok(Self { filters })
+        Ok(Self { filters, skip_self: false })
+    }
+
+    /// Compiles `tap.filters`: the predefined `groups` (as qtap defines them) then `custom`.
+    /// Unknown group names are warned about at load and ignored here.
+    pub fn from_config(c: &FiltersConfig) -> Result<Self, (usize, String)> {
+        let mut f = Self::new(&c.custom)?;
+        for g in &c.groups {
+            for exe in group_members(g) {
+                f.filters.push(Compiled { exe: exe.to_string(), strategy: Strategy::Exact, regex: None, only: None });
+            }
+            if g == "qpoint" {
+                f.skip_self = true;
+            }
+        }
+        Ok(f)
+    }
+
+    /// Whether the agent's own process is filtered (group `qpoint`; tapline never captures
+    /// itself in the kernel either way, so this only names the intent).
+    pub fn skips_self(&self) -> bool {
+        self.skip_self
     }
 
     /// Whether any filter is configured.
@@ -130,18 +195,24 @@ impl ProcessFilter {
         self.filters.is_empty()
     }
 
+    /// What to skip for process `p`: its filters, and its own `QPOINT_STRATEGY` (`ignore`
+    /// skips it entirely, `audit` keeps its connections but parses no payload).
+    pub fn skip_process(&self, p: &super::ProcessInfo) -> Skip {
+        let mut s = self.skip(p.exe.as_deref());
+        match p.strategy {
+            super::strategy::QpointStrategy::Ignore => s.all = true,
+            super::strategy::QpointStrategy::Audit => s.data = true,
+            _ => {}
+        }
+        s
+    }
+
     /// What to skip for a process whose executable is `exe` (every matching filter counts).
     pub fn skip(&self, exe: Option<&str>) -> Skip {
         let mut s = Skip::default();
         let Some(exe) = exe else { return s };
         for c in &self.filters {
-            let hit = match c.strategy {
-                Strategy::Exact => exe == c.exe,
-                Strategy::Prefix => exe.starts_with(&c.exe),
-                Strategy::Suffix => exe.ends_with(&c.exe),
-                Strategy::Contains => exe.contains(&c.exe),
-                Strategy::Regex => c.regex.as_ref().is_some_and(|r| r.is_match(exe)),
-            };
+            let hit = exe_matches(c.strategy, &c.exe, c.regex.as_ref(), exe);
             if !hit {
                 continue;
             }

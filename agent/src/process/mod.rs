@@ -5,6 +5,7 @@ mod cgroup;
 pub mod filter;
 mod host;
 pub mod sockets;
+pub mod strategy;
 
 pub use cgroup::container_id_from_cgroup;
 pub use host::{host_name, primary_local_ip, user_name};
@@ -32,6 +33,17 @@ pub struct ProcessInfo {
     pub container_id: Option<String>,
     /// Kernel command name.
     pub comm: Option<String>,
+    /// The environment variables tapline reads (the table's mask), as `NAME=value` pairs.
+    pub env: Vec<(String, String)>,
+    /// `QPOINT_STRATEGY` of the process.
+    pub strategy: strategy::QpointStrategy,
+}
+
+impl ProcessInfo {
+    /// The value of environment variable `name`, when it is in the table's mask.
+    pub fn env_var(&self, name: &str) -> Option<&str> {
+        self.env.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
 }
 
 /// Entries kept at most; the oldest exited ones go first.
@@ -48,6 +60,8 @@ struct Entry {
 pub struct ProcessTable {
     proc_root: PathBuf,
     entries: HashMap<u32, Entry>,
+    /// Environment variables read from each process (never the whole environment: it holds secrets).
+    env_mask: Vec<String>,
 }
 
 fn basename(path: &str) -> Option<String> {
@@ -61,7 +75,33 @@ fn lossy(b: &[u8]) -> String {
 impl ProcessTable {
     /// A table reading `/proc`-like data under `proc_root`.
     pub fn new(proc_root: PathBuf) -> Self {
-        Self { proc_root, entries: HashMap::new() }
+        Self {
+            proc_root,
+            entries: HashMap::new(),
+            env_mask: vec![strategy::STRATEGY_ENV.to_string(), strategy::TAGS_ENV.to_string()],
+        }
+    }
+
+    /// Also reads these environment variables of each process (rule fields, configured tags).
+    /// Processes already known keep what was read for them.
+    pub fn add_env_vars(&mut self, names: impl IntoIterator<Item = String>) {
+        for n in names {
+            if !self.env_mask.contains(&n) {
+                self.env_mask.push(n);
+            }
+        }
+    }
+
+    /// The masked variables of `/proc/<pid>/environ`.
+    fn read_env(&self, dir: &Path) -> Vec<(String, String)> {
+        let Ok(raw) = std::fs::read(dir.join("environ")) else { return Vec::new() };
+        raw.split(|&b| b == 0)
+            .filter_map(|kv| {
+                let eq = kv.iter().position(|&b| b == b'=')?;
+                let name = std::str::from_utf8(&kv[..eq]).ok()?;
+                self.env_mask.iter().any(|m| m == name).then(|| (name.to_string(), lossy(&kv[eq + 1..])))
+            })
+            .collect()
     }
 
     fn read_proc(&self, pid: u32) -> Option<ProcessInfo> {
@@ -78,6 +118,12 @@ impl ProcessTable {
             .and_then(|v| v.parse().ok());
         let comm = status.lines().find_map(|l| l.strip_prefix("Name:")).map(|s| s.trim().to_string());
         let cgroup = std::fs::read_to_string(dir.join("cgroup")).ok().and_then(|c| cgroup::pick_cgroup(&c));
+        let env = self.read_env(&dir);
+        let strategy = env
+            .iter()
+            .find(|(k, _)| k == strategy::STRATEGY_ENV)
+            .map(|(_, v)| strategy::parse_strategy(v, exe.as_deref()))
+            .unwrap_or_default();
         Some(ProcessInfo {
             pid,
             binary: exe.as_deref().and_then(basename).or_else(|| comm.clone()),
@@ -87,6 +133,8 @@ impl ProcessTable {
             container_id: cgroup.as_deref().and_then(container_id_from_cgroup),
             cgroup,
             comm,
+            env,
+            strategy,
         })
     }
 

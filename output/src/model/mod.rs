@@ -5,10 +5,11 @@
 
 mod connection;
 mod records;
+mod text;
 mod transaction;
 
 pub use connection::{Connection, ConnectionMeta, Container, Endpoint, NetAddr, Pod, System, Tags};
-pub use records::{ArtifactRecord, ArtifactType, Issue, Summary};
+pub use records::{ArtifactRecord, ArtifactType, Issue, Request, Summary};
 pub use transaction::{BodyInfo, Headers, HttpTransaction, TxnMetadata, TxnRequest, TxnResponse};
 
 use std::net::IpAddr;

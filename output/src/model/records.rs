@@ -133,3 +133,52 @@ pub struct Issue {
     #[serde(default, skip_serializing_if = "is_zero_u64")]
     pub count: u64,
 }
+
+/// The `request` event of the `report_usage` plugin (flat, like qtap's `eventstore.Request`):
+/// one per HTTP transaction, metadata only. The four `authToken*` fields are always present
+/// (empty when the request carried no credential); they never hold the credential itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Request {
+    /// The connection's id.
+    pub connection_id: String,
+    /// The connection's endpoint id.
+    pub endpoint_id: String,
+    /// The transaction's id.
+    pub request_id: String,
+    /// Connection tags as `key:value`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// When the transaction ended (UTC).
+    pub timestamp: String,
+    /// Traffic direction.
+    pub direction: Direction,
+    /// The request URL.
+    pub url: String,
+    /// The request path.
+    pub path: String,
+    /// The request method.
+    pub method: String,
+    /// The response status (0 when no response arrived).
+    pub status: u16,
+    /// Response head time minus request head time, in ms, at least 1.
+    pub duration: u64,
+    /// Content-Type of the response.
+    pub content_type: String,
+    /// MIME category of the response (`app`, `text`, `image`, `audio`, `video`, `font`, `other`).
+    pub category: String,
+    /// User-Agent of the request.
+    pub agent: String,
+    /// Bytes the process sent for this transaction.
+    pub bytes_sent: u64,
+    /// Bytes the process received for this transaction.
+    pub bytes_received: u64,
+    /// The credential, masked: its scheme and its last four characters (`Bearer …wxyz`).
+    pub auth_token_mask: String,
+    /// Hex SHA-256 of the credential (an HMAC with the redaction hash key when one is set).
+    pub auth_token_hash: String,
+    /// Which header carried it: `Authorization`, `X-API-Key`, `Api-Key`, `APIKey`, `X-Auth-Token`.
+    pub auth_token_source: String,
+    /// `bearer`, `jwt`, `basic`, `api_key`, or another Authorization scheme, lowercased.
+    pub auth_token_type: String,
+}
