@@ -186,6 +186,8 @@ pub struct Pipeline {
     dns: DnsNames,
     /// Processes that called exec since the last [`Pipeline::take_execs`], and when (TLS probe discovery).
     execs: Vec<(u32, SystemTime)>,
+    /// Kernel filter decisions not yet pushed (`(pid, flags)`).
+    kernel_skips: Vec<(u32, u32)>,
 }
 
 /// DNS-over-TCP bytes buffered per connection while a message is incomplete.
@@ -203,11 +205,14 @@ fn admit_and_feed(
     bytes: &[u8],
     at: SystemTime,
     policy: BodyPolicy,
+    payload_skipped: bool,
     out: &mut L7Output,
 ) {
     match cursor.admit(pos, bytes) {
         Admit::Duplicate => m.connections.discarded("duplicate_bytes", bytes.len() as u64),
         Admit::Contiguous(b) => l7.on_data(role, dir, b, at, policy, out),
+        // The kernel skipped this process's payload on purpose (tap.filters): not a loss.
+        Admit::AfterGap { bytes: b, .. } if payload_skipped => l7.on_data(role, dir, b, at, policy, out),
         Admit::AfterGap { missing, bytes: b } => {
             m.gaps.inc();
             m.gap_bytes.inc_by(missing);
@@ -245,6 +250,7 @@ impl Pipeline {
             tls_probes: HashMap::new(),
             dns: DnsNames::new(),
             execs: Vec::new(),
+            kernel_skips: Vec::new(),
         }
     }
 
@@ -256,6 +262,11 @@ impl Pipeline {
         new.agent_instance = std::mem::take(&mut self.settings.agent_instance);
         self.processes.add_env_vars(new.env_vars());
         self.settings = new;
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
     }
 
     /// Connections currently tracked.
@@ -274,6 +285,10 @@ impl Pipeline {
                 self.count_record("exec");
                 self.processes.on_exec(pid, uid, filename, comm_str(&comm));
                 self.execs.push((pid, self.clock.wall(ts_ns)));
+                // The kernel applied its exact-path filters at exec; the whole decision
+                // (prefixes, regexes, QPOINT_STRATEGY) is pushed back to it.
+                let flags = self.kernel_flags_of(pid);
+                self.kernel_skips.push((pid, flags));
             }
             Record::Fork { parent_pid, child_pid, .. } => {
                 self.count_record("fork");
@@ -305,7 +320,7 @@ impl Pipeline {
                 }
                 self.data(sock, dir, pos, bytes, source, at);
             }
-            Record::Dns { pid, comm, bytes, truncated, .. } => {
+            Record::Dns { ts_ns, pid, comm, bytes, truncated, server, local, .. } => {
                 self.count_record("dns");
                 let process = self.processes.get(pid, None, comm_str(&comm));
                 let skip = self.settings.filter.skip_process(&process);
@@ -315,6 +330,9 @@ impl Pipeline {
                 }
                 let scope = self.dns_scope(pid, comm_str(&comm));
                 self.learn_dns(scope, bytes, truncated);
+                if self.settings.audit_include_dns {
+                    self.audit_dns(&process, local, server, bytes.len() as u64, self.clock.wall(ts_ns));
+                }
             }
             Record::Close { ts_ns, sock, bytes_sent, bytes_received, .. } => {
                 self.count_record("close");
@@ -375,6 +393,7 @@ impl Pipeline {
                 l7: if skip.data || skip.http { L7State::Other } else { L7State::default() },
                 plain: None,
                 skip_tls: skip.tls,
+                payload_skipped: skip.kernel_flags() & tapline_ebpf::filters::SKIP_DATA != 0,
                 // A socket met mid-life: its listeners tell which side the process is on.
                 server_hint: (role == Role::Unknown).then(|| crate::process::sockets::infer_role(pid, local)).and_then(
                     |r| match r {
@@ -421,6 +440,17 @@ impl Pipeline {
             Err(_) if truncated => self.m.dns.discarded("truncated_message", 1),
             Err(_) => self.m.dns.error("malformed"),
         }
+    }
+
+    /// What the kernel should skip of process `pid` (`tapline_ebpf::filters` bits; 0: nothing).
+    pub fn kernel_flags_of(&mut self, pid: u32) -> u32 {
+        let p = self.processes.get(pid, None, b"");
+        self.settings.filter.skip_process(&p).kernel_flags()
+    }
+
+    /// Kernel filter decisions made since the last call, as `(pid, flags)`.
+    pub fn take_kernel_skips(&mut self) -> Vec<(u32, u32)> {
+        std::mem::take(&mut self.kernel_skips)
     }
 
     /// Processes that called exec since the last call (for TLS probe discovery).
@@ -528,11 +558,12 @@ impl Pipeline {
         conn.last_activity = at;
         let mut out = L7Output::default();
         let role = conn.role;
+        let skipped = conn.payload_skipped;
         match source.probe_name() {
             // Raw socket bytes: plaintext protocols, or (for TLS) the handshake reader.
             None => {
                 let (cursor, l7) = conn.raw_stream(dir);
-                admit_and_feed(&self.m, cursor, l7, role, dir, pos, bytes, at, policy, &mut out);
+                admit_and_feed(&self.m, cursor, l7, role, dir, pos, bytes, at, policy, skipped, &mut out);
                 if dir == tapline_ebpf::Direction::Ingress
                     && let Some(buf) = conn.dns_tcp.as_mut()
                 {
@@ -561,7 +592,7 @@ impl Pipeline {
                 }
                 let plain = conn.plain.get_or_insert_with(|| Box::new(Plaintext::new(probe)));
                 let (cursor, l7) = plain.stream(dir);
-                admit_and_feed(&self.m, cursor, l7, role, dir, pos, bytes, at, policy, &mut out);
+                admit_and_feed(&self.m, cursor, l7, role, dir, pos, bytes, at, policy, skipped, &mut out);
             }
         }
         match self.conns.get(&sock).map(|c| c.app().protocol()) {
@@ -820,19 +851,72 @@ impl Pipeline {
         v.into_iter().map(str::to_string).collect()
     }
 
-    /// Builds the `connection` event for `conn`.
-    fn connection_event(&self, conn: &Connection, now: SystemTime, finalized: bool) -> model::Connection {
-        let s = &self.settings;
-        let tags = s.tags(&conn.process, conn.app().tag_protocol().as_str());
-        let p = &conn.process;
-        let local = model::Endpoint {
-            address: model::NetAddr::from(conn.local),
-            hostname: Some(s.hostname.clone()),
+    /// The local side of a connection of `p` at `addr` (`source`, or `destination` for ingress).
+    fn local_endpoint(&self, p: &crate::process::ProcessInfo, addr: SocketAddr) -> model::Endpoint {
+        model::Endpoint {
+            address: model::NetAddr::from(addr),
+            hostname: Some(self.settings.hostname.clone()),
             exe: p.exe.clone(),
             user: p.user_name.clone(),
             user_id: p.uid,
             container: p.container_id.as_ref().map(|id| model::Container { id: id.clone(), ..Default::default() }),
+        }
+    }
+
+    /// `tap.audit_include_dns`: one finalized `connection` event (udp, dns) per DNS answer a
+    /// process received, subject to the direction and loopback settings like any connection.
+    fn audit_dns(
+        &self,
+        process: &crate::process::ProcessInfo,
+        local: SocketAddr,
+        server: SocketAddr,
+        len: u64,
+        at: SystemTime,
+    ) {
+        let s = &self.settings;
+        let direction = model::Direction::classify(server.ip(), false);
+        if (s.ignore_loopback && (server.ip().is_loopback() || local.ip().is_loopback()))
+            || !s.direction.allows(false, direction == model::Direction::EgressExternal)
+        {
+            self.m.dns.discarded("audit_filtered", 1);
+            return;
+        }
+        let ev = model::Connection {
+            meta: model::ConnectionMeta {
+                connection_id: new_id(),
+                endpoint_id: server.ip().to_string(),
+                tls_probe_types_detected: Vec::new(),
+                tls_probe_introspected: false,
+            },
+            tags: s.tags(process, "dns"),
+            finalized: true,
+            direction,
+            part: 0,
+            socket_protocol: "udp".to_string(),
+            l7_protocol: L7Protocol::Dns,
+            tls_version: None,
+            system: model::System {
+                hostname: s.hostname.clone(),
+                agent: "tapline".to_string(),
+                agent_instance: s.agent_instance.clone(),
+            },
+            source: self.local_endpoint(process, local),
+            destination: model::Endpoint { address: model::NetAddr::from(server), ..Default::default() },
+            bytes_received: Some(len),
+            bytes_sent: None,
+            labels: Vec::new(),
+            timestamp: model::rfc3339(at),
+            created_at: Some(model::rfc3339(at)),
+            closed_at: Some(model::rfc3339(at)),
         };
+        Self::emit(&self.m, &self.event_stores, Event::Connection(ev));
+    }
+
+    /// Builds the `connection` event for `conn`.
+    fn connection_event(&self, conn: &Connection, now: SystemTime, finalized: bool) -> model::Connection {
+        let s = &self.settings;
+        let tags = s.tags(&conn.process, conn.app().tag_protocol().as_str());
+        let local = self.local_endpoint(&conn.process, conn.local);
         let remote = model::Endpoint { address: model::NetAddr::from(conn.remote), ..Default::default() };
         let (source, destination) = if conn.is_server_side() { (remote, local) } else { (local, remote) };
         let (sent, received) = (conn.egress.next_pos(), conn.ingress.next_pos());
@@ -893,7 +977,7 @@ impl Pipeline {
         if let Some((sent, received)) = final_pos {
             for (dir, end) in [(tapline_ebpf::Direction::Egress, sent), (tapline_ebpf::Direction::Ingress, received)] {
                 let missing = conn.cursor(dir).close_at(end);
-                if missing > 0 {
+                if missing > 0 && !conn.payload_skipped {
                     self.m.gaps.inc();
                     self.m.gap_bytes.inc_by(missing);
                     conn.l7.on_gap(dir, missing, at, &mut out);

@@ -172,6 +172,75 @@ impl LossMetrics {
     }
 }
 
+/// Pushes the filters the kernel can apply (tap.direction, ignore_loopback, exact executable
+/// paths, and the decision for every running process); userspace keeps applying all of
+/// them exactly, so a failure here only costs copies (it is logged).
+fn push_kernel_filters(probes: &mut tapline_ebpf::Probes, pipeline: &mut Pipeline) {
+    use config::TapDirection as D;
+    let s = pipeline.settings();
+    let roles = match s.direction {
+        D::All => tapline_ebpf::RoleFilter::All,
+        D::Ingress => tapline_ebpf::RoleFilter::Ingress,
+        D::Egress | D::EgressExternal | D::EgressInternal => tapline_ebpf::RoleFilter::Egress,
+    };
+    let exes = s.filter.exact_exes();
+    let ignore_loopback = s.ignore_loopback;
+    let f = probes.filters_mut();
+    let r = f.set_connections(roles, ignore_loopback).and_then(|()| f.set_exes(&exes)).and_then(|long| {
+        for path in long {
+            tracing::debug!(path, "executable path too long for the kernel filter; filtered in userspace");
+        }
+        f.clear_processes()
+    });
+    if let Err(e) = r {
+        warn!(error = %e, "cannot push filters to the kernel; they are applied in userspace only");
+        return;
+    }
+    let pids: Vec<u32> = std::fs::read_dir("/proc")
+        .map(|d| d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect())
+        .unwrap_or_default();
+    let mut n = 0;
+    for pid in pids {
+        let flags = pipeline.kernel_flags_of(pid);
+        if flags != 0 {
+            n += 1;
+            if let Err(e) = probes.filters_mut().set_process(pid, flags) {
+                warn!(pid, error = %e, "cannot push a process filter to the kernel");
+            }
+        }
+    }
+    tracing::debug!(processes = n, exes = exes.len(), "kernel filters pushed");
+}
+
+/// Kernel filter counters as `tapline_kernel_filtered{reason}`.
+struct FilteredMetrics {
+    family: Family<ReasonLabel, Counter>,
+    last: HashMap<&'static str, u64>,
+}
+
+impl FilteredMetrics {
+    fn new(metrics: &Metrics) -> Self {
+        let family = Family::<ReasonLabel, Counter>::default();
+        metrics.register(
+            "tapline_kernel_filtered",
+            "What the kernel skipped on purpose (tap.filters, tap.direction, ignore_loopback), by reason",
+            family.clone(),
+        );
+        Self { family, last: HashMap::new() }
+    }
+
+    fn update(&mut self, probes: &tapline_ebpf::Probes) {
+        let Ok(counters) = probes.filters().counters() else { return };
+        for (reason, total) in counters {
+            let prev = self.last.insert(reason, total).unwrap_or(0);
+            let c = self.family.get_or_create(&ReasonLabel { reason: reason.to_string() });
+            if total > prev {
+                c.inc_by(total - prev);
+            }
+        }
+    }
+}
+
 /// The pipeline settings of a resolved configuration and the command line.
 fn settings(eff: &config::Effective, args: &RunArgs) -> Settings {
     Settings {
@@ -197,7 +266,7 @@ fn settings(eff: &config::Effective, args: &RunArgs) -> Settings {
 /// SIGHUP: loads the configuration file again and applies its capture settings (levels,
 /// rules, plugins, filters, redaction, direction) to new traffic. An invalid file is
 /// rejected with its error and the running configuration stays. Stores are not reopened.
-fn reload(common: &CommonArgs, args: &RunArgs, pipeline: &RefCell<Pipeline>) {
+fn reload(common: &CommonArgs, args: &RunArgs, pipeline: &RefCell<Pipeline>, probes: &mut tapline_ebpf::Probes) {
     let Some(path) = &common.config else {
         info!("SIGHUP: no --config file to reload; the embedded default stays");
         return;
@@ -211,6 +280,7 @@ fn reload(common: &CommonArgs, args: &RunArgs, pipeline: &RefCell<Pipeline>) {
     match eff {
         Ok(eff) => {
             pipeline.borrow_mut().replace_settings(settings(&eff, args));
+            push_kernel_filters(probes, &mut pipeline.borrow_mut());
             info!(config = %path.display(), "SIGHUP: configuration reloaded");
         }
         Err(e) => warn!(error = %e, "SIGHUP: the new configuration is invalid; the running one stays"),
@@ -268,6 +338,8 @@ fn run_agent(common: &CommonArgs, args: &RunArgs) -> Result<(), RunError> {
             objects.clone(),
             &metrics,
         ));
+        push_kernel_filters(&mut probes, &mut pipeline.borrow_mut());
+        let mut filtered = FilteredMetrics::new(&metrics);
         let mut loss = LossMetrics::new(&metrics);
         loss.update(&probes.loss_counters()?);
         let decode_errors = metrics.component("reader", "ringbuf");
@@ -292,11 +364,16 @@ fn run_agent(common: &CommonArgs, args: &RunArgs) -> Result<(), RunError> {
             tokio::select! {
                 _ = sigterm.recv() => { info!("SIGTERM: shutting down"); break; }
                 _ = sigint.recv() => { info!("SIGINT: shutting down"); break; }
-                _ = sighup.recv() => reload(common, args, &pipeline),
+                _ = sighup.recv() => reload(common, args, &pipeline, &mut probes),
                 r = reader.next_batch(&mut handle) => {
                     r.map_err(io("reading the kernel ring buffer"))?;
                     pipeline.borrow().flush();
                     // New processes: hook their TLS libraries before they get far.
+                    for (pid, flags) in pipeline.borrow_mut().take_kernel_skips() {
+                        if let Err(e) = probes.filters_mut().set_process(pid, flags) {
+                            tracing::debug!(pid, error = %e, "cannot push a process filter to the kernel");
+                        }
+                    }
                     let execs = pipeline.borrow_mut().take_execs();
                     if let Some(a) = attacher.as_mut() {
                         for (pid, at) in execs {
@@ -322,6 +399,7 @@ fn run_agent(common: &CommonArgs, args: &RunArgs) -> Result<(), RunError> {
                             pipeline.borrow().emit_attach_issue(&issue, SystemTime::now());
                         }
                     }
+                    filtered.update(&probes);
                     match probes.loss_counters() {
                         Ok(c) => loss.update(&c),
                         Err(e) => warn!(error = %e, "cannot read the kernel loss counters"),

@@ -6,11 +6,13 @@
 //! programs cannot call `bpf_get_socket_cookie`, which needs a BTF-typed socket; the
 //! address serves the same purpose for a socket's lifetime, and every socket's life is
 //! bracketed by an Open and exactly one Close record.
+pub mod filters;
 pub mod loader;
 pub mod preflight;
 pub mod reader;
 pub mod record;
 
+pub use filters::{KernelFilters, RoleFilter};
 pub use loader::{AttachError, GoFunctionSites, LoadError, LossCounters, ProbeConfig, Probes};
 pub use preflight::{PreflightError, preflight};
 pub use reader::RecordReader;

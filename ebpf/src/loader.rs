@@ -173,6 +173,7 @@ pub struct Probes {
     ebpf: Ebpf,
     attached: Vec<String>,
     loss: PerCpuArray<MapData, u64>,
+    filters: crate::filters::KernelFilters,
     /// Why the OpenSSL programs could not be loaded, if they could not.
     openssl_unavailable: Option<String>,
     /// Why the Go crypto/tls programs could not be loaded, if they could not.
@@ -278,8 +279,9 @@ impl Probes {
             ebpf.take_map("LOSS").ok_or_else(|| LoadError::Map { name: "LOSS", reason: "missing".into() })?;
         let loss =
             PerCpuArray::try_from(loss_map).map_err(|e| LoadError::Map { name: "LOSS", reason: e.to_string() })?;
+        let filters = crate::filters::KernelFilters::take(&mut ebpf)?;
         info!(programs = attached.len(), ring_bytes = ring, "kernel programs attached");
-        Ok(Probes { ebpf, attached, loss, openssl_unavailable, gotls_unavailable })
+        Ok(Probes { ebpf, attached, loss, filters, openssl_unavailable, gotls_unavailable })
     }
 
     /// Whether the OpenSSL programs loaded (they can be attached to files).
@@ -381,6 +383,16 @@ impl Probes {
         let map = self.ebpf.take_map("EVENTS").ok_or(LoadError::ReaderTaken)?;
         let ring = RingBuf::try_from(map).map_err(|e| LoadError::Map { name: "EVENTS", reason: e.to_string() })?;
         Ok(RecordReader::new(ring)?)
+    }
+
+    /// The filters the kernel applies before copying payload.
+    pub fn filters_mut(&mut self) -> &mut crate::filters::KernelFilters {
+        &mut self.filters
+    }
+
+    /// The filters the kernel applies (their counters).
+    pub fn filters(&self) -> &crate::filters::KernelFilters {
+        &self.filters
     }
 
     /// The kernel's loss counters, summed over CPUs.

@@ -169,6 +169,8 @@ pub enum Record<'a> {
         comm: [u8; 16],
         /// The server the datagram came from (port 53).
         server: SocketAddr,
+        /// The receiving socket's own address (IP unspecified when it is not bound to one).
+        local: SocketAddr,
         /// The DNS message as received (at most [`DNS_MAX`] bytes).
         bytes: &'a [u8],
         /// The datagram was longer than `bytes`.
@@ -228,7 +230,7 @@ pub(crate) const EXIT_LEN: usize = HDR;
 pub(crate) const OPEN_LEN: usize = HDR + 8 + 4 + 2 + 2 + 2 + 2 + 4 + 4 + 4 + 8 + 16 + 16 + 16;
 pub(crate) const DATA_HDR_LEN: usize = HDR + 8 + 8 + 4 + 4;
 pub(crate) const CLOSE_LEN: usize = HDR + 24;
-pub(crate) const DNS_HDR_LEN: usize = HDR + 8 + 4 + 2 + 2 + 16 + 16 + 8;
+pub(crate) const DNS_HDR_LEN: usize = HDR + 8 + 4 + 2 + 2 + 16 + 16 + 8 + 16;
 
 const KIND_EXEC: u32 = 1;
 const KIND_FORK: u32 = 2;
@@ -375,6 +377,7 @@ impl<'a> Record<'a> {
                     server: addr(f.u16(HDR + 12), f.bytes(HDR + 16), f.u16(HDR + 14)),
                     comm: f.bytes(HDR + 32),
                     truncated: raw[HDR + 48] != 0,
+                    local: addr(f.u16(HDR + 52), f.bytes(HDR + 56), f.u16(HDR + 54)),
                     bytes,
                 }
             }
@@ -475,13 +478,19 @@ mod tests {
         a[..4].copy_from_slice(&[127, 0, 0, 53]);
         v.extend_from_slice(&a);
         v.extend_from_slice(b"resolver\0\0\0\0\0\0\0\0");
-        v.extend_from_slice(&[1, 0, 0, 0, 0, 0, 0, 0]); // truncated + pad
+        v.extend_from_slice(&[1, 0, 0, 0]); // truncated + pad
+        v.extend_from_slice(&2u16.to_ne_bytes()); // local: AF_INET
+        v.extend_from_slice(&40000u16.to_ne_bytes());
+        let mut l = [0u8; 16];
+        l[..4].copy_from_slice(&[127, 0, 0, 1]);
+        v.extend_from_slice(&l);
         assert_eq!(v.len(), DNS_HDR_LEN);
-        assert_eq!(DNS_HDR_LEN, 80, "sizeof(struct tl_dns)");
+        assert_eq!(DNS_HDR_LEN, 96, "sizeof(struct tl_dns)");
         v.extend_from_slice(answer);
         match Record::decode(&v) {
-            Ok(Record::Dns { pid: 42, tid: 43, fd: 7, cgroup_id: 77, server, bytes, truncated: true, comm, ts_ns }) => {
+            Ok(Record::Dns { pid: 42, tid: 43, fd: 7, cgroup_id: 77, server, local, bytes, truncated: true, comm, ts_ns }) => {
                 assert_eq!(server.to_string(), "127.0.0.53:53");
+                assert_eq!(local.to_string(), "127.0.0.1:40000");
                 assert_eq!(bytes, answer);
                 assert_eq!(&comm[..8], b"resolver");
                 assert_eq!(ts_ns, 1_000);

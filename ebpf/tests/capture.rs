@@ -40,9 +40,20 @@ fn capture(
     traffic: impl FnOnce() + Send + 'static,
     done: impl Fn(&[Owned]) -> bool,
 ) -> (Vec<Owned>, Probes) {
+    capture_with(cfg, |_| {}, traffic, done)
+}
+
+/// [`capture`], with `setup` run on the loaded probes before the traffic starts.
+fn capture_with(
+    cfg: ProbeConfig,
+    setup: impl FnOnce(&mut Probes),
+    traffic: impl FnOnce() + Send + 'static,
+    done: impl Fn(&[Owned]) -> bool,
+) -> (Vec<Owned>, Probes) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
     rt.block_on(async move {
         let mut probes = Probes::load(&cfg).expect("load probes");
+        setup(&mut probes);
         let mut reader = probes.take_reader().expect("reader");
         let t = std::thread::spawn(traffic);
         let mut out = Vec::new();
@@ -547,4 +558,71 @@ fn probe_dns_over_tcp_is_data_of_a_port_53_socket() {
     assert_eq!(client.3.to_string(), format!("{ip}:53"));
     assert_eq!(stream(&recs, client.0, Direction::Ingress).0, framed, "the framed answer is ingress data");
     assert!(!recs.iter().any(|r| matches!(r, Owned::Dns { bytes, .. } if bytes.starts_with(b"\x53\x40"))));
+}
+
+/// The kernel's own filters: an exact executable path skips a program from its exec on, a
+/// role filter drops accepted connections without a record, and a process whose payload is
+/// skipped still gets its connection and byte counts, without DATA records.
+#[test]
+fn probe_kernel_filters_skip_processes_payload_and_directions() {
+    use tapline_ebpf::RoleFilter;
+    use tapline_ebpf::filters::{SKIP_ALL, SKIP_DATA};
+    let _l = probe_lock();
+    let curl = ["/usr/bin/curl", "/bin/curl"].into_iter().find(|p| std::path::Path::new(p).exists());
+    let curl = curl.expect("curl is installed by scripts/install-deps.sh --test").to_string();
+    let a = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let b = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let (pa, pb) = (a.local_addr().expect("a").port(), b.local_addr().expect("b").port());
+    let payload = pattern(5000, 7);
+    let sent = payload.clone();
+    let curl2 = curl.clone();
+    let traffic = move || {
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = a.accept().expect("accept");
+            let mut buf = vec![0u8; 5000];
+            s.read_exact(&mut buf).expect("read");
+            s.write_all(b"ok").expect("reply");
+        });
+        let mut c = TcpStream::connect(("127.0.0.1", pa)).expect("connect");
+        c.write_all(&sent).expect("send");
+        let mut r = [0u8; 2];
+        c.read_exact(&mut r).expect("reply");
+        drop(c);
+        server.join().expect("server");
+        let bs = std::thread::spawn(move || {
+            if let Ok((mut s, _)) = b.accept() {
+                let mut buf = [0u8; 1024];
+                let _ = s.read(&mut buf);
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            }
+        });
+        let st = std::process::Command::new(&curl2)
+            .args(["-s", "-o", "/dev/null", &format!("http://127.0.0.1:{pb}/filtered")])
+            .status()
+            .expect("curl");
+        assert!(st.success());
+        bs.join().expect("b server");
+    };
+    let me = std::process::id();
+    let setup = move |p: &mut Probes| {
+        let f = p.filters_mut();
+        f.set_connections(RoleFilter::Egress, false).expect("settings");
+        assert!(f.set_exes(&[(curl.clone(), SKIP_ALL)]).expect("exes").is_empty());
+        f.set_process(me, SKIP_DATA).expect("process");
+    };
+    // Collect until the traffic (curl included) is over.
+    let (recs, probes) = capture_with(ProbeConfig { self_pid: 0, ring_buffer_bytes: 8 << 20 }, setup, traffic, |_| false);
+    // Port a: only the connecting side is reported; its payload was counted, not copied.
+    let opens = opens_on_port(&recs, pa);
+    assert_eq!(opens.iter().map(|o| o.1).collect::<Vec<_>>(), vec![Role::Client], "accepted side filtered: {opens:?}");
+    let client = opens[0].0;
+    assert_eq!(stream(&recs, client, Direction::Egress).1, 0, "no DATA record for a skipped payload");
+    assert_eq!(closes(&recs, client), vec![(5000, 2)], "byte counts stay right");
+    // Port b: curl is skipped from its exec on, and its server side is ingress.
+    assert!(opens_on_port(&recs, pb).is_empty(), "{:?}", opens_on_port(&recs, pb));
+    assert!(recs.iter().any(|r| matches!(r, Owned::Exec { filename, .. } if filename.ends_with(b"curl"))), "exec still named");
+    let c: std::collections::HashMap<&str, u64> = probes.filters().counters().expect("counters").into_iter().collect();
+    assert!(c["filtered_connections"] >= 2, "{c:?}");
+    assert!(c["skipped_payload_bytes"] >= 5000, "{c:?}");
+    assert!(c["filtered_process_calls"] >= 1, "{c:?}");
 }

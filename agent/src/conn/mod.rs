@@ -46,6 +46,9 @@ pub struct Connection {
     pub plain: Option<Box<Plaintext>>,
     /// `tap.filters` says: ignore the TLS plaintext of this process (ciphertext only).
     pub skip_tls: bool,
+    /// The kernel skips this process's payload (`tap.filters` `only: [data]`/`[http]`,
+    /// `QPOINT_STRATEGY=audit`): position jumps are expected, not losses.
+    pub payload_skipped: bool,
     /// For a socket met mid-life (role unknown): whether its local port has a listener.
     pub server_hint: Option<bool>,
     /// An `issue` was raised for this connection's unknown HTTP/2 header state.

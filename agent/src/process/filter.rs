@@ -75,6 +75,20 @@ pub struct Skip {
     pub http: bool,
 }
 
+impl Skip {
+    /// The kernel's `enum tl_skip` bits for this decision (0: capture).
+    pub fn kernel_flags(&self) -> u32 {
+        use tapline_ebpf::filters::{SKIP_ALL, SKIP_DATA, SKIP_DNS, SKIP_TLS};
+        if self.all {
+            return SKIP_ALL;
+        }
+        // `http` needs the payload copied only to parse it: with data or http skipped, none is.
+        (if self.data || self.http { SKIP_DATA | SKIP_TLS } else { 0 })
+            | (if self.dns { SKIP_DNS } else { 0 })
+            | (if self.tls { SKIP_TLS } else { 0 })
+    }
+}
+
 struct Compiled {
     exe: String,
     strategy: Strategy,
@@ -188,6 +202,18 @@ impl ProcessFilter {
     /// itself in the kernel either way, so this only names the intent).
     pub fn skips_self(&self) -> bool {
         self.skip_self
+    }
+
+    /// The exact-path filters with their kernel flags (applied by the kernel at exec).
+    pub fn exact_exes(&self) -> Vec<(String, u32)> {
+        let mut out: Vec<(String, u32)> = Vec::new();
+        for c in self.filters.iter().filter(|c| c.strategy == Strategy::Exact) {
+            let flags = self.skip(Some(&c.exe)).kernel_flags();
+            if !out.iter().any(|(e, _)| *e == c.exe) {
+                out.push((c.exe.clone(), flags));
+            }
+        }
+        out
     }
 
     /// Whether any filter is configured.

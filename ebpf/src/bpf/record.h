@@ -37,6 +37,29 @@ enum tl_loss {
     TL_LOSS_MAX = 8,
 };
 
+/* What a process's filters skip (PROC_SKIP / EXE_SKIP values; tap.filters, QPOINT_STRATEGY). */
+enum tl_skip {
+    TL_SKIP_ALL = 1,  /* nothing of the process: no records at all */
+    TL_SKIP_DATA = 2, /* syscall payload is not copied (positions still advance: byte counts stay right) */
+    TL_SKIP_DNS = 4,  /* its DNS answers are not copied */
+    TL_SKIP_TLS = 8,  /* its TLS plaintext is not copied */
+};
+
+/* Per-CPU counters of what the kernel filters skipped (index into the FILTERED map). */
+enum tl_filtered {
+    TL_FILTERED_CALLS = 0,   /* data, TLS or DNS calls of filtered processes not followed */
+    TL_FILTERED_BYTES = 1,   /* payload bytes not copied (skip data / TLS) */
+    TL_FILTERED_SOCKETS = 2, /* connections not reported (direction, loopback) */
+    TL_FILTERED_MAX = 4,
+};
+
+/* tap.direction and tap.ignore_loopback as the kernel applies them (FILTER_SETTINGS[0]). */
+enum tl_dir_filter { TL_DIR_ALL = 0, TL_DIR_INGRESS = 1, TL_DIR_EGRESS = 2 };
+struct tl_filter_settings {
+    __u32 ignore_loopback;
+    __u32 direction; /* enum tl_dir_filter */
+};
+
 struct tl_hdr {
     __u32 kind;
     __u32 pid; /* tgid */
@@ -113,7 +136,10 @@ struct tl_dns {
     __u8 addr[16]; /* server address (the first 4 bytes for AF_INET) */
     char comm[16];
     __u8 truncated; /* 1: the datagram was longer than data[] (cut at TL_DNS_MAX, or its iovecs) */
-    __u8 pad[7];
+    __u8 pad[3];
+    __u16 lfamily;  /* the receiving socket's own address (0.0.0.0 when it is not bound to one) */
+    __u16 lport;    /* host order */
+    __u8 laddr[16];
     /* followed by `len` payload bytes: the DNS message as received */
 };
 
@@ -124,4 +150,4 @@ _Static_assert(sizeof(struct tl_fork) == 32, "tl_fork layout");
 _Static_assert(sizeof(struct tl_open) == 112, "tl_open layout");
 _Static_assert(sizeof(struct tl_data) == 48, "tl_data layout");
 _Static_assert(sizeof(struct tl_close) == 48, "tl_close layout");
-_Static_assert(sizeof(struct tl_dns) == 80, "tl_dns layout");
+_Static_assert(sizeof(struct tl_dns) == 96, "tl_dns layout");

@@ -59,7 +59,7 @@ struct {
 struct sock_state {
     __u64 pos[4]; /* [source * 2 + dir]: syscall egress/ingress, TLS plaintext egress/ingress */
     __u32 role;
-    __u32 pad;
+    __u32 filtered; /* 1: out of tap.direction / ignore_loopback, never reported */
 };
 
 struct {
@@ -116,6 +116,62 @@ struct file___old {
     atomic_long_t f_count;
 } __attribute__((preserve_access_index));
 
+/* tgid -> enum tl_skip bits, pushed by userspace (filters it decides) and set at exec from
+ * EXE_SKIP; a forked child inherits its parent's. */
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 65536);
+    __type(key, __u32);
+    __type(value, __u32);
+} PROC_SKIP SEC(".maps");
+
+/* Executable path (as exec'd, NUL-padded) -> enum tl_skip bits: exact-path filters, applied
+ * in the kernel at exec so a filtered program's first connection is already skipped. */
+#define TL_EXE_KEY 256
+struct exe_key {
+    char path[TL_EXE_KEY];
+};
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 4096);
+    __type(key, struct exe_key);
+    __type(value, __u32);
+} EXE_SKIP SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, struct tl_filter_settings);
+} FILTER_SETTINGS SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, TL_FILTERED_MAX);
+    __type(key, __u32);
+    __type(value, __u64);
+} FILTERED SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, struct exe_key);
+} EXE_SCRATCH SEC(".maps");
+
+static __always_inline void filtered(__u32 idx, __u64 n)
+{
+    __u64 *v = bpf_map_lookup_elem(&FILTERED, &idx);
+    if (v)
+        *v += n;
+}
+
+static __always_inline __u32 skip_flags(__u32 tgid)
+{
+    __u32 *f = bpf_map_lookup_elem(&PROC_SKIP, &tgid);
+    return f ? *f : 0;
+}
+
 static __always_inline void lose(__u32 idx, __u64 n)
 {
     __u64 *v = bpf_map_lookup_elem(&LOSS, &idx);
@@ -123,9 +179,46 @@ static __always_inline void lose(__u32 idx, __u64 n)
         *v += n; /* per-CPU: no atomics needed */
 }
 
+/* The agent itself, or a process filtered entirely. */
 static __always_inline int ignored(__u32 tgid)
 {
-    return self_tgid && tgid == self_tgid;
+    if (self_tgid && tgid == self_tgid)
+        return 1;
+    if (skip_flags(tgid) & TL_SKIP_ALL) {
+        filtered(TL_FILTERED_CALLS, 1);
+        return 1;
+    }
+    return 0;
+}
+
+static __always_inline int is_loopback(struct sock *sk)
+{
+    __u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+    if (family == AF_INET) {
+        __u32 d = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+        return (d & 0xff) == 127; /* network order: first octet in the low byte */
+    }
+    struct in6_addr a = BPF_CORE_READ(sk, __sk_common.skc_v6_daddr);
+    __u32 *w = (__u32 *)&a;
+    if (w[0] == 0 && w[1] == 0 && w[2] == 0 && w[3] == __builtin_bswap32(1))
+        return 1; /* ::1 */
+    return w[0] == 0 && w[1] == 0 && w[2] == __builtin_bswap32(0xffff) && (w[3] & 0xff) == 127;
+}
+
+/* Whether a new connection of this role is out of tap.direction / tap.ignore_loopback. */
+static __always_inline int socket_filtered(struct sock *sk, __u32 role)
+{
+    __u32 zero = 0;
+    struct tl_filter_settings *fs = bpf_map_lookup_elem(&FILTER_SETTINGS, &zero);
+    if (!fs)
+        return 0;
+    if (fs->ignore_loopback && is_loopback(sk))
+        return 1;
+    if (fs->direction == TL_DIR_INGRESS && role == TL_ROLE_CLIENT)
+        return 1;
+    if (fs->direction == TL_DIR_EGRESS && role == TL_ROLE_SERVER)
+        return 1;
+    return 0;
 }
 
 static __always_inline void fill_hdr(struct tl_hdr *h, __u32 kind, __u64 id, __s32 fd)
@@ -231,11 +324,18 @@ static __always_inline void track(__u64 id, int fd, struct file *f, struct sock 
     if (!fresh && bpf_map_lookup_elem(&SOCKS, &skey))
         return; /* already tracked (e.g. inherited across fork): same connection */
     struct sock_state st = { .role = role };
+    /* Out of tap.direction / ignore_loopback: remembered (so it is not met again as a new
+     * socket) but never reported: no OPEN, no DATA, no CLOSE. */
+    if (fresh && socket_filtered(sk, role)) {
+        st.filtered = 1;
+        filtered(TL_FILTERED_SOCKETS, 1);
+    }
     if (bpf_map_update_elem(&SOCKS, &skey, &st, BPF_ANY)) {
         lose(TL_LOSS_TABLE_FULL, 1);
         return;
     }
-    emit_open(id, fd, sk, role);
+    if (!st.filtered)
+        emit_open(id, fd, sk, role);
 }
 
 /* The socket id of a descriptor if it is a TCP socket we track (classifying it on first sight).
@@ -365,11 +465,20 @@ static __always_inline void emit_data(__u64 id, struct pending *p, __u64 total)
     struct sock_state *st = bpf_map_lookup_elem(&SOCKS, &skey);
     if (!st)
         return;
+    if (st->filtered)
+        return;
     __u32 dir = p->dir & 1;
     __u32 source = p->source;
     __u32 slot = (source == TL_SRC_SYSCALL ? 0 : 2) + dir;
     /* Reserve the byte range: concurrent threads get disjoint, ordered positions. */
     __u64 base = __sync_fetch_and_add(&st->pos[slot & 3], total);
+    /* A process whose payload is not wanted: the bytes are counted (close totals stay
+     * right), not copied. */
+    __u32 skip = skip_flags(id >> 32);
+    if ((source == TL_SRC_SYSCALL && (skip & TL_SKIP_DATA)) || (source != TL_SRC_SYSCALL && (skip & TL_SKIP_TLS))) {
+        filtered(TL_FILTERED_BYTES, total);
+        return;
+    }
     __u32 zero = 0;
     struct copy_ctx *c = bpf_map_lookup_elem(&COPY_STATE, &zero);
     if (!c)
@@ -422,6 +531,7 @@ struct dns_pending {
     __u32 kind;
     __s32 nr;    /* syscall number: only its own exit consumes the entry */
     struct dns_server srv;
+    struct dns_server local; /* the receiving socket's own address */
 };
 
 /* A separate map from PENDING: UDP sockets never enter the TCP tables. LRU: an entry whose
@@ -474,7 +584,17 @@ static __always_inline void sk_peer(struct sock *sk, struct dns_server *srv)
 static __always_inline void dns_enter(__u64 id, int nr, int fd, struct sock *sk, __u64 buf, __u64 count,
                                       __u32 kind, __u64 name)
 {
+    if (skip_flags(id >> 32) & TL_SKIP_DNS) {
+        filtered(TL_FILTERED_CALLS, 1);
+        return;
+    }
     struct dns_pending p = { .buf = buf, .count = count, .name = name, .fd = fd, .kind = kind, .nr = nr };
+    p.local.family = BPF_CORE_READ(sk, __sk_common.skc_family);
+    p.local.port = BPF_CORE_READ(sk, __sk_common.skc_num);
+    if (p.local.family == AF_INET)
+        bpf_core_read(p.local.addr, 4, &sk->__sk_common.skc_rcv_saddr);
+    else
+        bpf_core_read(p.local.addr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
     __u16 dport = BPF_CORE_READ(sk, __sk_common.skc_dport);
     if (dport) {
         /* connected: only its peer can send to it */
@@ -575,6 +695,9 @@ static __always_inline void dns_emit(__u64 id, struct dns_pending *p, __u64 tota
     bpf_get_current_comm(s->rec.comm, sizeof(s->rec.comm));
     s->rec.truncated = total > len;
     __builtin_memset(s->rec.pad, 0, sizeof(s->rec.pad));
+    s->rec.lfamily = p->local.family;
+    s->rec.lport = p->local.port;
+    __builtin_memcpy(s->rec.laddr, p->local.addr, sizeof(p->local.addr));
     if (total > len)
         lose(TL_LOSS_TRUNCATED_BYTES, total - len);
     if (bpf_ringbuf_output(&EVENTS, s, sizeof(struct tl_dns) + len, 0)) {
@@ -1075,6 +1198,10 @@ static __always_inline void emit_close(__u64 id, int fd, __u64 sock)
     struct sock_state *st = bpf_map_lookup_elem(&SOCKS, &sock);
     if (!st)
         return;
+    if (st->filtered) {
+        bpf_map_delete_elem(&SOCKS, &sock);
+        return;
+    }
     struct tl_close *c = bpf_ringbuf_reserve(&EVENTS, sizeof(*c), 0);
     if (c) {
         fill_hdr(&c->h, TL_CLOSE, id, fd);
@@ -1154,8 +1281,23 @@ SEC("tp_btf/sched_process_exec")
 int BPF_PROG(tl_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
 {
     __u64 id = bpf_get_current_pid_tgid();
-    if (ignored(id >> 32))
+    __u32 tgid = id >> 32;
+    if (self_tgid && tgid == self_tgid)
         return 0;
+    /* A new image: the old one's filter no longer applies; an exact-path filter does. */
+    bpf_map_delete_elem(&PROC_SKIP, &tgid);
+    __u32 zero = 0;
+    struct exe_key *k = bpf_map_lookup_elem(&EXE_SCRATCH, &zero);
+    if (k) {
+        __builtin_memset(k->path, 0, sizeof(k->path));
+        bpf_probe_read_kernel_str(k->path, sizeof(k->path), bprm->filename);
+        __u32 *flags = bpf_map_lookup_elem(&EXE_SKIP, k);
+        if (flags) {
+            __u32 v = *flags;
+            bpf_map_update_elem(&PROC_SKIP, &tgid, &v, BPF_ANY);
+        }
+    }
+    /* The record is sent even for a filtered program: userspace names the process by it. */
     struct tl_exec *e = bpf_ringbuf_reserve(&EVENTS, sizeof(*e), 0);
     if (!e) {
         lose(TL_LOSS_RING_FULL_RECORDS, 1);
@@ -1179,6 +1321,12 @@ int BPF_PROG(tl_fork, struct task_struct *parent, struct task_struct *child)
 {
     if (child->pid != child->tgid)
         return 0; /* a new thread, not a new process */
+    __u32 ptgid = parent->tgid, ctgid = child->tgid;
+    __u32 *flags = bpf_map_lookup_elem(&PROC_SKIP, &ptgid);
+    if (flags) {
+        __u32 v = *flags; /* the child runs the same program until it calls exec */
+        bpf_map_update_elem(&PROC_SKIP, &ctgid, &v, BPF_ANY);
+    }
     __u64 id = bpf_get_current_pid_tgid();
     struct tl_fork *f = bpf_ringbuf_reserve(&EVENTS, sizeof(*f), 0);
     if (!f) {
@@ -1198,6 +1346,8 @@ int BPF_PROG(tl_exit, struct task_struct *p, bool group_dead)
     if (!group_dead)
         return 0; /* other threads of the process live on */
     __u64 id = bpf_get_current_pid_tgid();
+    __u32 tgid = id >> 32;
+    bpf_map_delete_elem(&PROC_SKIP, &tgid);
     struct tl_exit *e = bpf_ringbuf_reserve(&EVENTS, sizeof(*e), 0);
     if (!e) {
         lose(TL_LOSS_RING_FULL_RECORDS, 1);
