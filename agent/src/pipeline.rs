@@ -74,7 +74,11 @@ impl Settings {
     fn env_vars(&self) -> Vec<String> {
         let mut v: Vec<String> = self.tag_sources.iter().map(|t| t.env.clone()).collect();
         for s in self.stacks.all() {
-            let rules = s.rules.iter().map(|r| &r.rule).chain(s.access_logs.iter().flat_map(|a| a.rules.iter().map(|(r, _)| r)));
+            let rules = s
+                .rules
+                .iter()
+                .map(|r| &r.rule)
+                .chain(s.access_logs.iter().flat_map(|a| a.rules.iter().map(|(r, _)| r)));
             for r in rules {
                 v.extend(r.fields().iter().filter_map(|f| f.strip_prefix("src.process.env.")).map(str::to_string));
             }
@@ -698,9 +702,8 @@ impl Pipeline {
             }
             let url = format!("{}://{}{}", ctx.scheme, host.unwrap_or(&endpoint_id), txn.request.target);
             // The rule fields, built once for every plugin that reads them.
-            let fields = stack
-                .needs_fields()
-                .then(|| crate::plugins::fields::transaction_fields(&txn, conn, ctx.scheme, &tags));
+            let fields =
+                stack.needs_fields().then(|| crate::plugins::fields::transaction_fields(&txn, conn, ctx.scheme, &tags));
             if let Some(al) = &stack.access_logs {
                 Self::access_log(al, &txn, conn, &url, fields.as_ref());
             }

@@ -61,9 +61,8 @@ fn map_err(name: &'static str) -> impl Fn(aya::maps::MapError) -> LoadError {
 impl KernelFilters {
     /// Takes the filter maps out of the loaded object.
     pub(crate) fn take(ebpf: &mut aya::Ebpf) -> Result<Self, LoadError> {
-        let mut take = |name: &'static str| {
-            ebpf.take_map(name).ok_or_else(|| LoadError::Map { name, reason: "missing".into() })
-        };
+        let mut take =
+            |name: &'static str| ebpf.take_map(name).ok_or_else(|| LoadError::Map { name, reason: "missing".into() });
         Ok(KernelFilters {
             procs: HashMap::try_from(take("PROC_SKIP")?).map_err(map_err("PROC_SKIP"))?,
             exes: HashMap::try_from(take("EXE_SKIP")?).map_err(map_err("EXE_SKIP"))?,

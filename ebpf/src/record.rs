@@ -488,7 +488,18 @@ mod tests {
         assert_eq!(DNS_HDR_LEN, 96, "sizeof(struct tl_dns)");
         v.extend_from_slice(answer);
         match Record::decode(&v) {
-            Ok(Record::Dns { pid: 42, tid: 43, fd: 7, cgroup_id: 77, server, local, bytes, truncated: true, comm, ts_ns }) => {
+            Ok(Record::Dns {
+                pid: 42,
+                tid: 43,
+                fd: 7,
+                cgroup_id: 77,
+                server,
+                local,
+                bytes,
+                truncated: true,
+                comm,
+                ts_ns,
+            }) => {
                 assert_eq!(server.to_string(), "127.0.0.53:53");
                 assert_eq!(local.to_string(), "127.0.0.1:40000");
                 assert_eq!(bytes, answer);

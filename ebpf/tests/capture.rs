@@ -611,7 +611,8 @@ fn probe_kernel_filters_skip_processes_payload_and_directions() {
         f.set_process(me, SKIP_DATA).expect("process");
     };
     // Collect until the traffic (curl included) is over.
-    let (recs, probes) = capture_with(ProbeConfig { self_pid: 0, ring_buffer_bytes: 8 << 20 }, setup, traffic, |_| false);
+    let (recs, probes) =
+        capture_with(ProbeConfig { self_pid: 0, ring_buffer_bytes: 8 << 20 }, setup, traffic, |_| false);
     // Port a: only the connecting side is reported; its payload was counted, not copied.
     let opens = opens_on_port(&recs, pa);
     assert_eq!(opens.iter().map(|o| o.1).collect::<Vec<_>>(), vec![Role::Client], "accepted side filtered: {opens:?}");
@@ -620,7 +621,10 @@ fn probe_kernel_filters_skip_processes_payload_and_directions() {
     assert_eq!(closes(&recs, client), vec![(5000, 2)], "byte counts stay right");
     // Port b: curl is skipped from its exec on, and its server side is ingress.
     assert!(opens_on_port(&recs, pb).is_empty(), "{:?}", opens_on_port(&recs, pb));
-    assert!(recs.iter().any(|r| matches!(r, Owned::Exec { filename, .. } if filename.ends_with(b"curl"))), "exec still named");
+    assert!(
+        recs.iter().any(|r| matches!(r, Owned::Exec { filename, .. } if filename.ends_with(b"curl"))),
+        "exec still named"
+    );
     let c: std::collections::HashMap<&str, u64> = probes.filters().counters().expect("counters").into_iter().collect();
     assert!(c["filtered_connections"] >= 2, "{c:?}");
     assert!(c["skipped_payload_bytes"] >= 5000, "{c:?}");

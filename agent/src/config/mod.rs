@@ -430,9 +430,8 @@ pub fn resolve_in(config: &Config, origin: &str, data_dir: &Path) -> Result<Effe
     let redaction = redaction_config(config, origin)?;
     let macros = macros(config, origin)?;
     let filters = config.tap.filters.clone().unwrap_or_default();
-    let filter = crate::process::filter::ProcessFilter::from_config(&filters).map_err(|(i, e)| {
-        invalid(origin, format!("tap.filters.custom[{i}].exe"), format!("invalid regex: {e}"))
-    })?;
+    let filter = crate::process::filter::ProcessFilter::from_config(&filters)
+        .map_err(|(i, e)| invalid(origin, format!("tap.filters.custom[{i}].exe"), format!("invalid regex: {e}")))?;
     let mut stacks = Stacks {
         default: std::sync::Arc::new(stack::compile(config, config.tap.http.stack.as_deref(), &macros, origin)?),
         endpoints: HashMap::new(),
@@ -460,7 +459,11 @@ fn tag_sources(config: &Config, origin: &str) -> Result<Vec<TagSource>, ConfigEr
     let Some(v) = &config.tags else { return Ok(Vec::new()) };
     let list: Vec<TagConfig> = serde_path_to_error::deserialize(v.clone()).map_err(|e| {
         let inner = e.path().to_string();
-        invalid(origin, if inner == "." { "tags".to_string() } else { format!("tags{inner}") }, e.into_inner().to_string())
+        invalid(
+            origin,
+            if inner == "." { "tags".to_string() } else { format!("tags{inner}") },
+            e.into_inner().to_string(),
+        )
     })?;
     Ok(list
         .into_iter()

@@ -138,7 +138,11 @@ fn plugin_config<T: serde::de::DeserializeOwned + Default>(
     let Some(v) = v else { return Ok(T::default()) };
     serde_path_to_error::deserialize(v.clone()).map_err(|e| {
         let inner = e.path().to_string();
-        invalid(origin, if inner == "." { path.to_string() } else { format!("{path}.{inner}") }, e.into_inner().to_string())
+        invalid(
+            origin,
+            if inner == "." { path.to_string() } else { format!("{path}.{inner}") },
+            e.into_inner().to_string(),
+        )
     })
 }
 
@@ -177,7 +181,10 @@ pub fn compile(config: &Config, name: Option<&str>, macros: &Macros, origin: &st
                 let c: AccessLogsConfig = plugin_config(p.config.as_ref(), &path, origin)?;
                 let mut rules = Vec::new();
                 for (j, r) in c.rules.iter().enumerate() {
-                    rules.push((compile_rule(&r.expr, &r.name, &format!("{path}.rules[{j}].expr"), macros, origin)?, r.mode));
+                    rules.push((
+                        compile_rule(&r.expr, &r.name, &format!("{path}.rules[{j}].expr"), macros, origin)?,
+                        r.mode,
+                    ));
                 }
                 plan.access_logs = Some(AccessLogs { mode: c.mode, format: c.format, rules });
             }

@@ -146,7 +146,10 @@ fn per_endpoint_stacks_formats_and_tags() {
     let eff = resolve(&l.config, Path::new("/d")).expect("resolve");
     let st = eff.stacks();
     let d = st.for_host(Some("other.example.com"), "10.0.0.1");
-    assert_eq!((d.name.as_str(), d.level, d.error_rules.len(), d.report_usage), ("quiet", CaptureLevel::Summary, 0, false));
+    assert_eq!(
+        (d.name.as_str(), d.level, d.error_rules.len(), d.report_usage),
+        ("quiet", CaptureLevel::Summary, 0, false)
+    );
     let loud = st.for_host(Some("api.example.com"), "10.0.0.1");
     assert_eq!((loud.name.as_str(), loud.level, loud.format), ("loud", CaptureLevel::Headers, CaptureFormat::Text));
     assert_eq!((loud.error_rules.len(), loud.report_usage), (1, true));
@@ -291,7 +294,8 @@ tap: {http: {stack: s}}
     let l = load_str(y, "q").unwrap();
     assert!(l.warnings.is_empty(), "rules and macros are supported: {:?}", l.warnings);
     let eff = resolve(&l.config, Path::new("/d")).unwrap();
-    let names: Vec<(&str, CaptureLevel)> = eff.stacks().default.rules.iter().map(|r| (r.name.as_str(), r.level)).collect();
+    let names: Vec<(&str, CaptureLevel)> =
+        eff.stacks().default.rules.iter().map(|r| (r.name.as_str(), r.level)).collect();
     assert_eq!(names, vec![("admin bodies", CaptureLevel::Full), ("errors", CaptureLevel::Headers)]);
     let bad = y.replace("'http.res.status >= 500'", "'http.res.status >= '");
     let e = resolve_in(&load_str(&bad, "q.yaml").unwrap().config, "q.yaml", Path::new("/d")).unwrap_err().to_string();
