@@ -81,6 +81,10 @@ impl KernelFilters {
     /// Sets what is skipped of process `pid` (0 removes its entry).
     pub fn set_process(&mut self, pid: u32, flags: u32) -> Result<(), LoadError> {
         if flags == 0 {
+            // Most processes have no entry: only remove one that is there.
+            if self.procs.get(&pid, 0).is_err() {
+                return Ok(());
+            }
             return match self.procs.remove(&pid) {
                 Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
                 Err(e) => Err(map_err("PROC_SKIP")(e)),

@@ -569,12 +569,20 @@ tap:
     assert_eq!(conns.len(), 1, "only python's: {conns:#?}");
     assert!(conns[0]["source"]["exe"].as_str().is_some_and(|e| e.contains("python")));
     // curl is an exact path: the kernel skips it from its exec on, so userspace never sees it.
-    let (_, m) = agent.get("/metrics").expect("metrics");
-    let skipped = m
-        .lines()
-        .find_map(|l| l.strip_prefix("tapline_kernel_filtered_total{reason=\"filtered_process_calls\"} "))
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    assert!(skipped.is_some_and(|n| n > 0), "{m}");
+    // (The counters are read from the kernel once a second.)
+    let skipped = |m: &str| {
+        m.lines()
+            .find_map(|l| l.strip_prefix("tapline_kernel_filtered_total{reason=\"filtered_process_calls\"} "))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut m = agent.get("/metrics").expect("metrics").1;
+    while skipped(&m) == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        m = agent.get("/metrics").expect("metrics").1;
+    }
+    assert!(skipped(&m) > 0, "{m}");
     agent.stop().expect("stop").check_data_model().expect("data model");
 }
 
