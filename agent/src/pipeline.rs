@@ -710,7 +710,7 @@ impl Pipeline {
             let decision = stack.decide(fields.as_ref(), || m.capture.error("rule_missing_field"));
             let mut level = decision.level;
             let request_id = new_id();
-            for hit in crate::plugins::detect_errors::check(&stack.error_rules, &txn, &url) {
+            for hit in crate::plugins::detect_errors::check(&stack.error_rules, &txn, &url, &tags) {
                 level = level.max(hit.level);
                 if hit.report {
                     let issue = Self::error_issue(conn, &tags, &txn, &request_id, &url, hit, now);

@@ -6,6 +6,7 @@ use serde::Deserialize;
 
 use crate::config::CaptureLevel;
 use crate::txn::Transaction;
+use tapline_output::model::Tags;
 
 /// One rule as configured (qtap's camelCase keys).
 #[derive(Debug, Clone, Deserialize)]
@@ -31,6 +32,9 @@ pub struct ErrorRuleConfig {
     /// Never URLs containing one of these.
     #[serde(default)]
     pub exclude_urls: Vec<String>,
+    /// Only connections carrying every one of these tags (`key:value`, or `key` for any value).
+    #[serde(default)]
+    pub with_tags: Vec<String>,
     /// Store the request headers of a matching transaction.
     #[serde(default)]
     pub record_req_headers: bool,
@@ -99,8 +103,15 @@ impl ErrorRuleConfig {
         }
     }
 
-    /// Whether the rule fires for `txn` (at `url`), and why.
-    fn check(&self, txn: &Transaction, url: &str) -> Option<Hit> {
+    /// Whether the rule fires for `txn` (at `url`, on a connection tagged `tags`), and why.
+    fn check(&self, txn: &Transaction, url: &str, tags: &Tags) -> Option<Hit> {
+        let tagged = |want: &str| match want.split_once(':') {
+            Some((k, v)) => tags.get(&k.to_ascii_lowercase()).iter().any(|x| x == v),
+            None => !tags.get(&want.to_ascii_lowercase()).is_empty(),
+        };
+        if !self.with_tags.iter().all(|t| tagged(t)) {
+            return None;
+        }
         if !self.only_urls.is_empty() && !self.only_urls.iter().any(|u| url.contains(u.as_str())) {
             return None;
         }
@@ -144,10 +155,10 @@ impl ErrorRuleConfig {
 
 /// Every rule of `rules` that fires for `txn`, stopping after the first hit of a rule without
 /// `continue`.
-pub fn check(rules: &[ErrorRuleConfig], txn: &Transaction, url: &str) -> Vec<Hit> {
+pub fn check(rules: &[ErrorRuleConfig], txn: &Transaction, url: &str, tags: &Tags) -> Vec<Hit> {
     let mut out = Vec::new();
     for r in rules {
-        if let Some(hit) = r.check(txn, url) {
+        if let Some(hit) = r.check(txn, url, tags) {
             out.push(hit);
             if !r.continue_ {
                 break;
@@ -189,13 +200,13 @@ mod tests {
     #[test]
     fn status_classes_exact_codes_and_levels() {
         let r = rules("rules: [{name: server, triggerStatusCodes: ['5xx', '404'], recordResBody: true}]");
-        let hits = check(&r, &txn(503, b"down", 5), "http://h/x");
+        let hits = check(&r, &txn(503, b"down", 5), "http://h/x", &Tags::default());
         assert_eq!(hits.len(), 1);
         assert_eq!(hits[0].conditions, vec!["detect_errors:status_code 5xx".to_string()]);
         assert_eq!(hits[0].level, CaptureLevel::Full);
-        assert_eq!(check(&r, &txn(404, b"", 5), "u").len(), 1);
-        assert!(check(&r, &txn(200, b"ok", 5), "u").is_empty());
-        assert!(check(&r, &txn(403, b"", 5), "u").is_empty());
+        assert_eq!(check(&r, &txn(404, b"", 5), "u", &Tags::default()).len(), 1);
+        assert!(check(&r, &txn(200, b"ok", 5), "u", &Tags::default()).is_empty());
+        assert!(check(&r, &txn(403, b"", 5), "u", &Tags::default()).is_empty());
     }
 
     #[test]
@@ -204,12 +215,29 @@ mod tests {
             "rules: [{name: slow, triggerDuration: 100, onlyUrls: [/api/], continue: true}, \
              {name: empty, triggerEmptyBody: true, excludeUrls: [/health]}, {name: never, triggerContains: oops}]",
         );
-        let hits = check(&r, &txn(200, b"", 250), "http://h/api/v1");
+        let hits = check(&r, &txn(200, b"", 250), "http://h/api/v1", &Tags::default());
         assert_eq!(hits.iter().map(|h| h.name.as_str()).collect::<Vec<_>>(), vec!["slow", "empty"]);
-        assert!(check(&r, &txn(200, b"", 250), "http://h/health").is_empty(), "excluded; slow is only for /api/");
-        let hits = check(&r, &txn(200, b"an oops here", 1), "http://h/x");
+        assert!(
+            check(&r, &txn(200, b"", 250), "http://h/health", &Tags::default()).is_empty(),
+            "excluded; slow is only for /api/"
+        );
+        let hits = check(&r, &txn(200, b"an oops here", 1), "http://h/x", &Tags::default());
         assert_eq!(hits[0].name, "never");
         assert!(hits[0].reasons[0].contains("oops"));
+    }
+
+    #[test]
+    fn with_tags_limits_a_rule_to_tagged_connections() {
+        let r = rules("rules: [{name: team, triggerStatusCodes: ['5xx'], withTags: ['team:core', env]}]");
+        let mut tags = Tags::default();
+        tags.add("team", "core");
+        assert!(check(&r, &txn(500, b"", 1), "u", &tags).is_empty(), "env missing");
+        tags.add("env", "prod");
+        assert_eq!(check(&r, &txn(500, b"", 1), "u", &tags).len(), 1);
+        let mut other = Tags::default();
+        other.add("team", "edge");
+        other.add("env", "prod");
+        assert!(check(&r, &txn(500, b"", 1), "u", &other).is_empty(), "other team");
     }
 
     #[test]
