@@ -71,6 +71,9 @@ pub struct RunArgs {
     /// TLS library probes to attach (comma-separated: openssl, gotls; `none` disables them).
     #[arg(long, env = "TLS_PROBES", default_value = "openssl,gotls", value_parser = parse_tls_probes)]
     pub tls_probes: TlsProbes,
+    /// Docker Engine API socket: container names, images and pods (absent socket: ids only).
+    #[arg(long, alias = "docker-socket-endpoint", env = "DOCKER_SOCKET", default_value = "/var/run/docker.sock")]
+    pub docker_socket: PathBuf,
     /// Tags added to every connection, `key:value,key:value` (qtap's `--tags`).
     #[arg(long, env = "QPOINT_DEPLOYMENT_TAGS", default_value = "", value_parser = parse_tags)]
     pub tags: DeploymentTags,

@@ -98,6 +98,14 @@ impl Settings {
         }
         tags.add("protocol", protocol);
         tags.add("strategy", process.strategy.as_str());
+        if let Some(m) = process.container.as_deref() {
+            if let Some(pod) = &m.pod_name {
+                tags.add("pod", pod);
+            }
+            if let Some(ns) = &m.pod_namespace {
+                tags.add("namespace", ns);
+            }
+        }
         for (k, v) in &self.deployment_tags {
             tags.add(k, v);
         }
@@ -285,9 +293,9 @@ impl Pipeline {
     /// Handles one kernel record.
     pub fn handle(&mut self, record: Record<'_>) {
         match record {
-            Record::Exec { ts_ns, pid, uid, filename, comm, .. } => {
+            Record::Exec { ts_ns, pid, uid, filename, comm, cgroup_id, .. } => {
                 self.count_record("exec");
-                self.processes.on_exec(pid, uid, filename, comm_str(&comm));
+                self.processes.on_exec(pid, uid, filename, comm_str(&comm), cgroup_id);
                 self.execs.push((pid, self.clock.wall(ts_ns)));
                 // The kernel applied its exact-path filters at exec; the whole decision
                 // (prefixes, regexes, QPOINT_STRATEGY) is pushed back to it.
@@ -862,7 +870,20 @@ impl Pipeline {
             exe: p.exe.clone(),
             user: p.user_name.clone(),
             user_id: p.uid,
-            container: p.container_id.as_ref().map(|id| model::Container { id: id.clone(), ..Default::default() }),
+            container: p.container_id.as_ref().map(|id| {
+                let m = p.container.as_deref();
+                model::Container {
+                    id: id.clone(),
+                    name: m.and_then(|m| m.name.clone()),
+                    image: m.and_then(|m| m.image.clone()),
+                    pod: m.and_then(|m| {
+                        Some(model::Pod {
+                            name: m.pod_name.clone()?,
+                            namespace: m.pod_namespace.clone().unwrap_or_default(),
+                        })
+                    }),
+                }
+            }),
         }
     }
 

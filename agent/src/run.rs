@@ -241,6 +241,17 @@ impl FilteredMetrics {
     }
 }
 
+/// The process table, naming containers through the Docker Engine API when its socket exists.
+fn processes(args: &RunArgs) -> ProcessTable {
+    let table = ProcessTable::new("/proc".into());
+    if args.docker_socket.exists() {
+        info!(socket = %args.docker_socket.display(), "container names from the Docker Engine API");
+        table.with_containers(process::containers::ContainerResolver::docker(args.docker_socket.clone()))
+    } else {
+        table
+    }
+}
+
 /// The pipeline settings of a resolved configuration and the command line.
 fn settings(eff: &config::Effective, args: &RunArgs) -> Settings {
     Settings {
@@ -333,7 +344,7 @@ fn run_agent(common: &CommonArgs, args: &RunArgs) -> Result<(), RunError> {
         let pipeline = RefCell::new(Pipeline::new(
             settings,
             Clock::measure(),
-            ProcessTable::new("/proc".into()),
+            processes(args),
             events.clone(),
             objects.clone(),
             &metrics,

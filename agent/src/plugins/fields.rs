@@ -65,6 +65,19 @@ pub fn transaction_fields(txn: &Transaction, conn: &Connection, scheme: &str, ta
     if let Some(c) = &p.container_id {
         f.insert("src.container.id", c.clone());
     }
+    if let Some(m) = p.container.as_deref() {
+        let pairs = [
+            ("src.container.name", &m.name),
+            ("src.container.image", &m.image),
+            ("src.pod.name", &m.pod_name),
+            ("src.pod.namespace", &m.pod_namespace),
+        ];
+        for (k, v) in pairs {
+            if let Some(v) = v {
+                f.insert(k, v.clone());
+            }
+        }
+    }
     f.insert("tls.enabled", conn.is_tls());
     if let Some(t) = conn.l7.tls() {
         if let Some(v) = t.version() {

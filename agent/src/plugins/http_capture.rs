@@ -136,6 +136,7 @@ pub fn capture(
     let protocol = txn.protocol.as_str();
     let (path, url) = url_parts(&req.target, ctx.scheme, &authority);
     let with_headers = matches!(level, CaptureLevel::Headers | CaptureLevel::Full);
+    let meta = ctx.process.container.as_deref();
     let with_bodies = level == CaptureLevel::Full;
     let req_content_type = header(&req.headers, "content-type").map(str::to_string);
     let res_content_type = res.and_then(|r| header(&r.headers, "content-type")).map(str::to_string);
@@ -164,10 +165,10 @@ pub fn capture(
         metadata: TxnMetadata {
             process_id: Some(ctx.process.pid.to_string()),
             process_exe: ctx.process.exe.clone(),
-            container_name: None,
-            container_image: None,
-            pod_name: None,
-            pod_namespace: None,
+            container_name: meta.and_then(|m| m.name.clone()),
+            container_image: meta.and_then(|m| m.image.clone()),
+            pod_name: meta.and_then(|m| m.pod_name.clone()),
+            pod_namespace: meta.and_then(|m| m.pod_namespace.clone()),
             bytes_sent: Some(bytes_sent),
             bytes_received: Some(bytes_received),
             request_id: Some(request_id.clone()),
@@ -206,10 +207,10 @@ pub fn capture(
         request_content_type: req_content_type.filter(|_| txn.request_body.len > 0),
         response_status: res.map(|r| r.status).unwrap_or(0),
         response_content_type: res_content_type,
-        container_name: None,
-        container_image: None,
-        pod_name: None,
-        pod_namespace: None,
+        container_name: meta.and_then(|m| m.name.clone()),
+        container_image: meta.and_then(|m| m.image.clone()),
+        pod_name: meta.and_then(|m| m.pod_name.clone()),
+        pod_namespace: meta.and_then(|m| m.pod_namespace.clone()),
     };
     let record = ArtifactRecord {
         connection_id: ctx.connection_id.to_string(),

@@ -23,6 +23,72 @@ pub fn pick_cgroup(content: &str) -> Option<String> {
     v1
 }
 
+/// cgroup v2 ids (the kernel's `bpf_get_current_cgroup_id`, the directory's inode number) to
+/// paths, for processes gone before `/proc/<pid>/cgroup` could be read. The hierarchy is
+/// walked on a miss, at most once a second.
+pub struct CgroupPaths {
+    root: Option<std::path::PathBuf>,
+    by_id: std::collections::HashMap<u64, String>,
+    last_walk: Option<std::time::Instant>,
+}
+
+/// Directories walked below the cgroup2 root at most (container cgroups sit a few levels down).
+const WALK_DEPTH: usize = 8;
+
+impl CgroupPaths {
+    /// Finds the cgroup2 mount in `/proc/mounts` (none: nothing is resolved).
+    pub fn discover() -> Self {
+        let root = std::fs::read_to_string("/proc/mounts").ok().and_then(|m| {
+            m.lines().find_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f.len() > 2 && f[2] == "cgroup2").then(|| std::path::PathBuf::from(f[1]))
+            })
+        });
+        Self::at(root)
+    }
+
+    /// Resolves below `root`.
+    pub fn at(root: Option<std::path::PathBuf>) -> Self {
+        CgroupPaths { root, by_id: std::collections::HashMap::new(), last_walk: None }
+    }
+
+    /// The path (as `/proc/<pid>/cgroup` writes it) of cgroup `id`.
+    pub fn path_of(&mut self, id: u64) -> Option<String> {
+        if id == 0 {
+            return None;
+        }
+        if let Some(p) = self.by_id.get(&id) {
+            return Some(p.clone());
+        }
+        if self.last_walk.is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(1)) {
+            return None;
+        }
+        self.last_walk = Some(std::time::Instant::now());
+        let root = self.root.clone()?;
+        self.by_id.clear();
+        self.walk(&root, &root, 0);
+        self.by_id.get(&id).cloned()
+    }
+
+    fn walk(&mut self, root: &std::path::Path, dir: &std::path::Path, depth: usize) {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        for e in entries.flatten() {
+            let Ok(meta) = e.metadata() else { continue };
+            if !meta.is_dir() {
+                continue;
+            }
+            let path = e.path();
+            if let Ok(rel) = path.strip_prefix(root) {
+                self.by_id.insert(meta.ino(), format!("/{}", rel.display()));
+            }
+            if depth < WALK_DEPTH {
+                self.walk(root, &path, depth + 1);
+            }
+        }
+    }
+}
+
 fn is_id(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
@@ -64,6 +130,21 @@ mod tests {
         }
         assert_eq!(container_id_from_cgroup("/user.slice/user-0.slice/session-1.scope"), None);
         assert_eq!(container_id_from_cgroup("/"), None);
+    }
+
+    #[test]
+    fn cgroup_ids_resolve_to_paths() {
+        use std::os::unix::fs::MetadataExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("system.slice").join(format!("docker-{ID}.scope"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ino = std::fs::metadata(&dir).unwrap().ino();
+        let mut c = CgroupPaths::at(Some(tmp.path().to_path_buf()));
+        let p = c.path_of(ino).expect("found by walking");
+        assert_eq!(p, format!("/system.slice/docker-{ID}.scope"));
+        assert_eq!(container_id_from_cgroup(&p).as_deref(), Some(ID));
+        assert_eq!(c.path_of(1), None, "unknown id");
+        assert_eq!(c.path_of(0), None);
     }
 
     #[test]

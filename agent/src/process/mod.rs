@@ -2,6 +2,7 @@
 //! and fed by the kernel's exec/fork/exit records so short-lived processes are still named.
 
 mod cgroup;
+pub mod containers;
 pub mod filter;
 mod host;
 pub mod sockets;
@@ -37,6 +38,8 @@ pub struct ProcessInfo {
     pub env: Vec<(String, String)>,
     /// `QPOINT_STRATEGY` of the process.
     pub strategy: strategy::QpointStrategy,
+    /// Name, image and pod of its container, when the runtime told.
+    pub container: Option<std::sync::Arc<containers::ContainerMeta>>,
 }
 
 impl ProcessInfo {
@@ -62,6 +65,10 @@ pub struct ProcessTable {
     entries: HashMap<u32, Entry>,
     /// Environment variables read from each process (never the whole environment: it holds secrets).
     env_mask: Vec<String>,
+    /// Asks the container runtime for names and images (`--docker-socket`).
+    containers: Option<containers::ContainerResolver>,
+    /// cgroup ids of exec records to paths (for processes gone before /proc was read).
+    cgroups: cgroup::CgroupPaths,
 }
 
 fn basename(path: &str) -> Option<String> {
@@ -79,7 +86,20 @@ impl ProcessTable {
             proc_root,
             entries: HashMap::new(),
             env_mask: vec![strategy::STRATEGY_ENV.to_string(), strategy::TAGS_ENV.to_string()],
+            containers: None,
+            cgroups: cgroup::CgroupPaths::discover(),
         }
+    }
+
+    /// Names containers through `resolver`.
+    pub fn with_containers(mut self, resolver: containers::ContainerResolver) -> Self {
+        self.containers = Some(resolver);
+        self
+    }
+
+    /// The runtime's metadata of container `id`, when a resolver is configured and it knows.
+    fn container_meta(&self, id: Option<&str>) -> Option<std::sync::Arc<containers::ContainerMeta>> {
+        self.containers.as_ref()?.lookup(id?)
     }
 
     /// Also reads these environment variables of each process (rule fields, configured tags).
@@ -119,6 +139,8 @@ impl ProcessTable {
         let comm = status.lines().find_map(|l| l.strip_prefix("Name:")).map(|s| s.trim().to_string());
         let cgroup = std::fs::read_to_string(dir.join("cgroup")).ok().and_then(|c| cgroup::pick_cgroup(&c));
         let env = self.read_env(&dir);
+        let container_id = cgroup.as_deref().and_then(container_id_from_cgroup);
+        let container = self.container_meta(container_id.as_deref());
         let strategy = env
             .iter()
             .find(|(k, _)| k == strategy::STRATEGY_ENV)
@@ -130,7 +152,8 @@ impl ProcessTable {
             exe,
             uid,
             user_name: uid.and_then(user_name),
-            container_id: cgroup.as_deref().and_then(container_id_from_cgroup),
+            container_id,
+            container,
             cgroup,
             comm,
             env,
@@ -157,20 +180,29 @@ impl ProcessTable {
         }
     }
 
-    /// A process called exec: refresh from /proc while it is alive, else use what the kernel said.
-    pub fn on_exec(&mut self, pid: u32, uid: u32, filename: &[u8], comm: &[u8]) {
-        let info = self.read_proc(pid).unwrap_or_else(|| {
-            let exe = lossy(filename);
-            ProcessInfo {
-                pid,
-                binary: basename(&exe),
-                exe: Some(exe),
-                uid: Some(uid),
-                user_name: user_name(uid),
-                comm: Some(lossy(comm)),
-                ..Default::default()
+    /// A process called exec: refresh from /proc while it is alive, else use what the kernel
+    /// said (its file name, uid and cgroup v2 id).
+    pub fn on_exec(&mut self, pid: u32, uid: u32, filename: &[u8], comm: &[u8], cgroup_id: u64) {
+        let info = match self.read_proc(pid) {
+            Some(info) => info,
+            None => {
+                let exe = lossy(filename);
+                let cgroup = self.cgroups.path_of(cgroup_id);
+                let container_id = cgroup.as_deref().and_then(container_id_from_cgroup);
+                ProcessInfo {
+                    pid,
+                    binary: basename(&exe),
+                    exe: Some(exe),
+                    uid: Some(uid),
+                    user_name: user_name(uid),
+                    comm: Some(lossy(comm)),
+                    container: self.container_meta(container_id.as_deref()),
+                    container_id,
+                    cgroup,
+                    ..Default::default()
+                }
             }
-        });
+        };
         self.insert(info);
     }
 
@@ -200,7 +232,14 @@ impl ProcessTable {
     /// What is known of `pid`: cached, else read from /proc, else built from the hints.
     pub fn get(&mut self, pid: u32, uid_hint: Option<u32>, comm_hint: &[u8]) -> ProcessInfo {
         if let Some(e) = self.entries.get(&pid) {
-            return e.info.clone();
+            let unnamed = (e.info.container.is_none()).then(|| e.info.container_id.clone()).flatten();
+            let Some(id) = unnamed else { return e.info.clone() };
+            // Read before the runtime answered: take its answer once it is there.
+            let meta = self.container_meta(Some(&id));
+            if let Some(e) = self.entries.get_mut(&pid) {
+                e.info.container = meta;
+                return e.info.clone();
+            }
         }
         let info = self.read_proc(pid).unwrap_or_else(|| {
             let comm = (!comm_hint.is_empty()).then(|| lossy(comm_hint));
@@ -276,7 +315,7 @@ mod tests {
         let c = t.get(11, None, b"");
         assert_eq!((c.pid, c.exe.as_deref()), (11, Some("/usr/sbin/nginx")));
         // pid 12 is already gone from /proc: the exec record names it.
-        t.on_exec(12, 1000, b"/usr/bin/python3.11", b"python3");
+        t.on_exec(12, 1000, b"/usr/bin/python3.11", b"python3", 0);
         let p = t.get(12, None, b"");
         assert_eq!(p.exe.as_deref(), Some("/usr/bin/python3.11"));
         assert_eq!(p.binary.as_deref(), Some("python3.11"));
