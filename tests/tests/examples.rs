@@ -692,7 +692,8 @@ fn fluent_bit_docker_example_turns_log_driver_records_back_into_events() {
     let mut fb = FluentBit::start(&peers, "docker.yaml", |t| set_line(&t, "port:", &port.to_string()), Stdio::null());
     fb.wait_port(port);
     // What Docker's fluentd log driver sends for the agent's container: one record per output line, stdout and
-    // stderr interleaved, under the tag of `--log-opt tag=…`.
+    // stderr interleaved (the agent's JSON log lines, as `--log-format json` writes them), under the tag of
+    // `--log-opt tag=…`.
     let container_id = "4f1b2c3d".repeat(8);
     let docker = |source: &str, log: &str| {
         let r = json!({"container_id": container_id, "container_name": "/tapline", "source": source, "log": log});
@@ -700,12 +701,12 @@ fn fluent_bit_docker_example_turns_log_driver_records_back_into_events() {
     };
     let mut items = vec![docker(
         "stderr",
-        r#"{"timestamp":"2026-11-25T20:00:00.000001Z","level":"INFO","fields":{"message":"all probes attached"},"target":"tapline::run"}"#,
+        r#"{"timestamp":"2026-11-25T20:00:00.000001Z","level":"INFO","message":"all probes attached","target":"tapline::run"}"#,
     )];
     for (i, line) in rec.lines.iter().enumerate() {
         items.push(docker("stdout", line));
         if i == 3 {
-            items.push(docker("stderr", r#"{"level":"WARN","fields":{"message":"the kernel dropped capture data"}}"#));
+            items.push(docker("stderr", r#"{"timestamp":"2026-11-25T20:00:01.5Z","level":"WARN","message":"the kernel dropped capture data","target":"tapline::run"}"#));
             // qtap's development object store prints on stdout too; not an event.
             items.push(docker(
                 "stdout",
