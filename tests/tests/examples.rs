@@ -1114,8 +1114,7 @@ fn docker_compose_runs_the_agent_with_what_it_needs() {
     // The config the image runs (Dockerfile CMD --config …) is the one compose mounts, and it loads.
     let cmd = dockerfile_instructions(&std::fs::read_to_string(&dockerfile).expect("Dockerfile"))
         .into_iter()
-        .filter(|(i, _)| i == "CMD")
-        .next_back()
+        .rfind(|(i, _)| i == "CMD")
         .expect("CMD")
         .1;
     let cmd: Vec<String> = serde_json::from_str(&cmd).expect("CMD in exec form");
