@@ -240,7 +240,7 @@ impl Recording {
                         response["body"] = json!(b64(res_body));
                     }
                 }
-                if let Some(_b) = req_body {
+                if req_body.is_some() {
                     request["content_type"] =
                         json!(if spec.c.l7 == "http2" { "application/grpc" } else { "application/json" });
                 }
