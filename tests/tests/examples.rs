@@ -741,11 +741,7 @@ fn level_for(eff: &tapline::config::Effective, status: u16, host: &str) -> tapli
         .with("http.res.status", status as i64)
         .with("http.req.host", host.to_string())
         .with("http.req.method", "GET");
-    let (rules, default) = match eff.endpoint_levels().get(host) {
-        Some(level) => (eff.endpoint_rules().get(host).cloned().unwrap_or_default(), *level),
-        None => (eff.capture_rules().to_vec(), eff.capture_level()),
-    };
-    rules.iter().find(|r| r.rule.matches(&fields)).map(|r| r.level).unwrap_or(default)
+    eff.stacks().for_host(Some(host), host).decide(Some(&fields), || {}).level
 }
 
 #[test]
@@ -771,7 +767,7 @@ fn qtap_examples_load_cleanly_with_the_levels_they_promise() {
         match name.as_str() {
             "examples/qtap/summary-everything.yaml" => {
                 assert_eq!(eff.capture_level(), L::Summary);
-                assert!(eff.capture_rules().is_empty() && eff.endpoint_levels().is_empty());
+                assert!(eff.stacks().default.rules.is_empty() && eff.stacks().endpoints.is_empty());
                 for status in [200, 404, 503] {
                     assert_eq!(level_for(&eff, status, "anything.example"), L::Summary);
                 }
@@ -801,7 +797,9 @@ fn qtap_examples_load_cleanly_with_the_levels_they_promise() {
             }
             "examples/qtap/domain-full.yaml" => {
                 assert_eq!(eff.capture_level(), L::None);
-                assert_eq!(eff.endpoint_levels(), HashMap::from([("api.example.com".to_string(), L::Full)]));
+                let levels: HashMap<String, L> =
+                    eff.stacks().endpoints.iter().map(|(d, s)| (d.clone(), s.level)).collect();
+                assert_eq!(levels, HashMap::from([("api.example.com".to_string(), L::Full)]));
                 assert_eq!(level_for(&eff, 200, "api.example.com"), L::Full);
                 assert_eq!(level_for(&eff, 500, "api.example.com"), L::Full);
                 assert_eq!(level_for(&eff, 200, "other.example.com"), L::None);
@@ -815,8 +813,8 @@ fn qtap_examples_load_cleanly_with_the_levels_they_promise() {
                 assert_eq!(level_for(&eff, 200, "x"), L::Summary);
                 assert_eq!(level_for(&eff, 404, "x"), L::Summary);
                 assert_eq!(level_for(&eff, 502, "x"), L::Full);
-                assert_eq!(eff.error_rules().len(), 1);
-                assert_eq!(eff.error_rules()[0].trigger_status_codes, ["5xx"]);
+                assert_eq!(eff.stacks().default.error_rules.len(), 1);
+                assert_eq!(eff.stacks().default.error_rules[0].trigger_status_codes, ["5xx"]);
                 assert!(local);
             }
             other => panic!("{other}: a new example needs its expectations here"),
