@@ -9,9 +9,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[derive(Debug, Parser)]
 #[command(
     name = "tapline",
-    version,
+    version = env!("TAPLINE_VERSION"),
     about,
-    after_help = "Examples:\n  sudo tapline                               # embedded default: events on stdout, objects in ./tapline-data\n  sudo tapline --config qtap.yaml | jq .item  # a qtap.yaml works unchanged\n  tapline fetch --config qtap.yaml <digest>   # print a stored HttpTransaction object"
+    after_help = "Examples:\n  sudo tapline                               # embedded default: events on stdout, objects in ./tapline-data\n  sudo tapline --config qtap.yaml | jq .item  # a qtap.yaml works unchanged\n  tapline check-config --print qtap.yaml     # check a file, show what it means with defaults\n  tapline fetch --config qtap.yaml <digest>   # print a stored HttpTransaction object\n  sudo tapline --tags env:prod,team:core     # tag every connection"
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -126,6 +126,15 @@ pub fn parse_tls_probes(s: &str) -> Result<TlsProbes, String> {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Check a configuration file as the agent would load it: exit 0, or 2 with each problem
+    /// (errors and unknown keys) and its key path on stderr.
+    CheckConfig {
+        /// The qtap.yaml-compatible file.
+        file: PathBuf,
+        /// Also print the effective configuration (defaults filled in) as YAML on stdout.
+        #[arg(long)]
+        print: bool,
+    },
     /// Write a stored object's exact bytes to stdout (its SHA-1 equals the digest).
     Fetch {
         /// The object's digest (the `digest` of its artifact_record), or `-` to read an

@@ -54,6 +54,14 @@ pub enum RunError {
         /// The store searched.
         store: String,
     },
+    /// `check-config` found problems (each already printed with its key path).
+    #[error("{file}: {count} problem(s) found")]
+    ConfigProblems {
+        /// The file checked.
+        file: String,
+        /// How many.
+        count: usize,
+    },
     /// Any other I/O failure.
     #[error("{context}: {source}")]
     Io {
@@ -68,7 +76,7 @@ impl RunError {
     /// The process exit code for this error: 2 for configuration errors, 1 otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
-            RunError::Config(_) => 2,
+            RunError::Config(_) | RunError::ConfigProblems { .. } => 2,
             _ => 1,
         }
     }
@@ -97,8 +105,35 @@ pub fn load_config(common: &CommonArgs) -> Result<Loaded, RunError> {
 pub fn main(cli: Cli) -> Result<(), RunError> {
     match cli.command {
         Some(Command::Fetch { digest }) => fetch(&cli.common, &digest),
+        Some(Command::CheckConfig { file, print }) => check_config(&cli.common, &file, print),
         None => run_agent(&cli.common, &cli.run),
     }
+}
+
+/// `tapline check-config FILE`: loads and resolves `file` as the agent would. Every problem
+/// (an error, or an unknown key: most often a typo) is printed on stderr with its key path and
+/// makes the exit code 2; notices about settings tapline does not apply are printed and pass.
+/// With `print`, the effective configuration (defaults filled in) goes to stdout as YAML.
+fn check_config(common: &CommonArgs, file: &std::path::Path, print: bool) -> Result<(), RunError> {
+    let loaded = config::load_file(file)?;
+    let mut problems = 0;
+    for w in &loaded.warnings {
+        if w.is_unknown_key() {
+            problems += 1;
+            eprintln!("{}: {}: {}", loaded.origin, w.path, w.message);
+        } else {
+            eprintln!("{}: {}: note: {}", loaded.origin, w.path, w.message);
+        }
+    }
+    let eff = config::resolve_in(&loaded.config, &loaded.origin, &common.data_dir)?;
+    if problems > 0 {
+        return Err(RunError::ConfigProblems { file: loaded.origin, count: problems });
+    }
+    if print {
+        print!("{}", config::print::effective_yaml(&eff));
+    }
+    eprintln!("{}: OK", loaded.origin);
+    Ok(())
 }
 
 /// The artifact_record in `text`: a stdout envelope line or a bare record.

@@ -3,6 +3,7 @@
 //! warning each, never silently ignored.
 
 mod model;
+pub mod print;
 pub mod sinks;
 pub mod stack;
 mod unsupported;
@@ -67,6 +68,13 @@ pub struct ConfigWarning {
     pub path: String,
     /// The message.
     pub message: String,
+}
+
+impl ConfigWarning {
+    /// An unknown key (most often a typo): `check-config` treats it as a problem.
+    pub fn is_unknown_key(&self) -> bool {
+        self.message.starts_with("unknown key")
+    }
 }
 
 impl std::fmt::Display for ConfigWarning {

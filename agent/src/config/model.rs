@@ -296,6 +296,17 @@ pub enum TapDirection {
 }
 
 impl TapDirection {
+    /// The name as written in the file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TapDirection::All => "all",
+            TapDirection::Ingress => "ingress",
+            TapDirection::Egress => "egress",
+            TapDirection::EgressExternal => "egress-external",
+            TapDirection::EgressInternal => "egress-internal",
+        }
+    }
+
     /// Whether a connection with this direction is captured.
     pub fn allows(self, is_ingress: bool, is_external: bool) -> bool {
         match self {
