@@ -71,6 +71,9 @@ pub struct RunArgs {
     /// TLS library probes to attach (comma-separated: openssl, gotls; `none` disables them).
     #[arg(long, env = "TLS_PROBES", default_value = "openssl,gotls", value_parser = parse_tls_probes)]
     pub tls_probes: TlsProbes,
+    /// Seconds between status lines on stderr (default: 10 on a terminal, 60 otherwise).
+    #[arg(long, env = "STATUS_INTERVAL")]
+    pub status_interval_secs: Option<u64>,
     /// Docker Engine API socket: container names, images and pods (absent socket: ids only).
     #[arg(long, alias = "docker-socket-endpoint", env = "DOCKER_SOCKET", default_value = "/var/run/docker.sock")]
     pub docker_socket: PathBuf,

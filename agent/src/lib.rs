@@ -7,7 +7,7 @@
 //! | [`conn`]    | one entry per socket: addresses, byte cursors, protocol state |
 //! | [`proto`]   | sans-I/O protocol parsers                                     |
 //! | [`txn`]     | request/response pairing, durations, bounded bodies           |
-//! | [`plugins`] | capture levels and what is stored                             |
+//! | [`plugins`] | what each stack does with a transaction                       |
 //! | [`pipeline`]| ties the above together, record by record                     |
 //! | [`run`]     | start-up, the event loop, shutdown                            |
 pub mod cli;
@@ -25,6 +25,7 @@ pub mod redact;
 pub mod rules;
 pub mod run;
 pub mod server;
+pub mod status;
 pub mod stores;
 pub mod tls_attach;
 pub mod txn;

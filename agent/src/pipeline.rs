@@ -137,6 +137,7 @@ struct TypeLabel {
 struct PipelineMetrics {
     records: Family<KindLabel, Counter>,
     events: Family<TypeLabel, Counter>,
+    events_total: Counter,
     gaps: Counter,
     gap_bytes: Counter,
     redacted: Counter,
@@ -154,6 +155,7 @@ impl PipelineMetrics {
         let m = Self {
             records: Family::default(),
             events: Family::default(),
+            events_total: Counter::default(),
             gaps: Counter::default(),
             gap_bytes: Counter::default(),
             redacted: Counter::default(),
@@ -279,6 +281,11 @@ impl Pipeline {
     /// The settings in force.
     pub fn settings(&self) -> &Settings {
         &self.settings
+    }
+
+    /// Events emitted and objects stored since start (the status line).
+    pub fn totals(&self) -> (u64, u64) {
+        (self.m.events_total.get(), self.m.capture.sent_count())
     }
 
     /// Connections currently tracked.
@@ -848,6 +855,7 @@ impl Pipeline {
 
     fn emit(m: &PipelineMetrics, stores: &[Arc<dyn EventStore>], event: Event) {
         m.events.get_or_create(&TypeLabel { r#type: event.kind().to_string() }).inc();
+        m.events_total.inc();
         for s in stores {
             s.submit(&event);
         }

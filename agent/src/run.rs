@@ -194,6 +194,15 @@ impl LossMetrics {
         Self { family, last: HashMap::new() }
     }
 
+    /// Records and bytes the kernel lost so far (records only: bytes are not items).
+    fn records_lost(&self) -> u64 {
+        self.last
+            .iter()
+            .filter(|(r, _)| r.ends_with("records") || **r == "pending_full" || **r == "socket_table_full")
+            .map(|(_, v)| *v)
+            .sum()
+    }
+
     fn update(&mut self, counters: &LossCounters) {
         for (reason, total) in &counters.by_reason {
             let prev = self.last.insert(reason, *total).unwrap_or(0);
@@ -394,6 +403,17 @@ fn run_agent(common: &CommonArgs, args: &RunArgs) -> Result<(), RunError> {
         let mut sighup = signal(SignalKind::hangup()).map_err(io("installing the SIGHUP handler"))?;
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut ticks: u64 = 0;
+        let mut status_line = crate::status::Status::new(args.status_interval_secs.map(Duration::from_secs));
+        let snapshot = |p: &Pipeline, loss: &LossMetrics| {
+            let (events, objects) = p.totals();
+            crate::status::Snapshot {
+                connections: p.active_connections(),
+                events,
+                objects,
+                drops: metrics.discarded_total() + loss.records_lost(),
+                spool_bytes: crate::status::dir_bytes(&spool.dir),
+            }
+        };
         status.ready.store(true, Ordering::Release);
         info!(programs = probes.attached().len(), listen = %args.http_listen, "tapline is ready");
 
@@ -439,6 +459,11 @@ fn run_agent(common: &CommonArgs, args: &RunArgs) -> Result<(), RunError> {
                         }
                     }
                     ticks += 1;
+                    let now = std::time::Instant::now();
+                    if status_line.due(now) {
+                        let snap = snapshot(&pipeline.borrow(), &loss);
+                        if ticks == 1 { status_line.start(now, snap) } else { status_line.report(now, snap) }
+                    }
                     if ticks.is_multiple_of(2) && let Some(a) = attacher.as_mut() {
                         a.rescan(&mut probes);
                         for issue in a.take_issues() {

@@ -2,6 +2,7 @@
 //! and store reports what it received, sent, discarded (with a reason) and its errors
 //! (with a stage), so a drop anywhere is visible on `/metrics`.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -36,9 +37,15 @@ pub struct Metrics {
     sent: Family<ComponentLabels, Counter>,
     discarded: Family<DiscardLabels, Counter>,
     errors: Family<ErrorLabels, Counter>,
+    discarded_total: Arc<AtomicU64>,
 }
 
 impl Metrics {
+    /// Items discarded by every component together, for the status line.
+    pub fn discarded_total(&self) -> u64 {
+        self.discarded_total.load(Ordering::Relaxed)
+    }
+
     /// A registry with the component families registered.
     pub fn new() -> Arc<Metrics> {
         let mut registry = Registry::default();
@@ -50,7 +57,14 @@ impl Metrics {
         registry.register("tapline_component_sent", "Items a component passed on or wrote", sent.clone());
         registry.register("tapline_component_discarded", "Items a component dropped, by reason", discarded.clone());
         registry.register("tapline_component_errors", "Errors of a component, by stage", errors.clone());
-        Arc::new(Metrics { registry: Mutex::new(registry), received, sent, discarded, errors })
+        Arc::new(Metrics {
+            registry: Mutex::new(registry),
+            received,
+            sent,
+            discarded,
+            errors,
+            discarded_total: Arc::default(),
+        })
     }
 
     /// The handle a component reports through.
@@ -65,6 +79,7 @@ impl Metrics {
             sent: self.sent.clone(),
             discarded: self.discarded.clone(),
             errors: self.errors.clone(),
+            discarded_total: self.discarded_total.clone(),
         }
     }
 
@@ -93,6 +108,7 @@ pub struct ComponentMetrics {
     sent: Family<ComponentLabels, Counter>,
     discarded: Family<DiscardLabels, Counter>,
     errors: Family<ErrorLabels, Counter>,
+    discarded_total: Arc<AtomicU64>,
 }
 
 impl ComponentMetrics {
@@ -119,6 +135,7 @@ impl ComponentMetrics {
             reason: reason.to_string(),
         };
         self.discarded.get_or_create(&l).inc_by(n);
+        self.discarded_total.fetch_add(n, Ordering::Relaxed);
     }
 
     /// An error happened at `stage`.

@@ -192,3 +192,34 @@ tap: {direction: egress, http: {stack: s}}
     assert_eq!(rec["url"], format!("stdout://{}", obj["digest"].as_str().unwrap_or("")));
     agent.stop().expect("stop");
 }
+
+/// The status line: off a terminal it is an `info` record on stderr with the counters.
+#[test]
+fn status_line_on_stderr() {
+    let _lock = probe_lock();
+    let (_server, port) = start_http_server("127.0.0.1").expect("server");
+    let agent = Agent::start(None, &["--status-interval-secs", "1"]).expect("agent");
+    for i in 0..5 {
+        run(Command::new("curl").args(["-sS", "-o", "/dev/null"]).arg(format!("http://127.0.0.1:{port}/status-{i}")))
+            .expect("curl");
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let busy = loop {
+        let found: Vec<serde_json::Value> = agent
+            .stderr()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["message"] == "status")
+            .collect();
+        if let Some(s) = found.iter().find(|s| s["events_per_sec"].as_f64().is_some_and(|e| e > 0.0)) {
+            break s.clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "no busy status line: {}", agent.stderr());
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    for k in ["connections", "objects_per_sec", "drops", "spool_bytes"] {
+        assert!(busy[k].is_number(), "{k}: {busy}");
+    }
+    assert_eq!(busy["level"], "INFO");
+    agent.stop().expect("stop");
+}
