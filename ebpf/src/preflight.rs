@@ -48,16 +48,23 @@ pub fn parse_release(release: &str) -> Option<(u32, u32)> {
 /// Root, BTF and kernel ≥ 5.8.
 pub fn preflight() -> Result<(), PreflightError> {
     // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    let euid = unsafe { libc::geteuid() };
+    check(euid, Path::new("/sys/kernel/btf/vmlinux").exists(), kernel_release().as_deref())
+}
+
+/// The checks of [`preflight`] on given facts: effective uid, whether kernel BTF exists, the
+/// kernel release.
+pub fn check(euid: u32, has_btf: bool, release: Option<&str>) -> Result<(), PreflightError> {
+    if euid != 0 {
         return Err(PreflightError::NotRoot);
     }
-    if !Path::new("/sys/kernel/btf/vmlinux").exists() {
+    if !has_btf {
         return Err(PreflightError::NoBtf);
     }
-    if let Some(rel) = kernel_release()
-        && parse_release(&rel).is_some_and(|v| v < (5, 8))
+    if let Some(rel) = release
+        && parse_release(rel).is_some_and(|v| v < (5, 8))
     {
-        return Err(PreflightError::KernelTooOld(rel));
+        return Err(PreflightError::KernelTooOld(rel.to_string()));
     }
     Ok(())
 }
@@ -72,6 +79,20 @@ mod tests {
         assert_eq!(parse_release("5.4.0-150-generic"), Some((5, 4)));
         assert!(parse_release("5.4.0").is_some_and(|v| v < (5, 8)));
         assert_eq!(parse_release("garbage"), None);
+    }
+
+    #[test]
+    fn each_missing_requirement_is_named() {
+        assert_eq!(check(1000, true, Some("6.18.0")), Err(PreflightError::NotRoot));
+        assert_eq!(check(0, false, Some("6.18.0")), Err(PreflightError::NoBtf));
+        assert!(PreflightError::NoBtf.to_string().contains("CONFIG_DEBUG_INFO_BTF"));
+        let old = check(0, true, Some("5.4.0-150-generic")).unwrap_err();
+        assert_eq!(
+            old.to_string(),
+            "kernel 5.4.0-150-generic is too old: tapline needs Linux 5.8 or newer (BPF ring buffer)"
+        );
+        assert_eq!(check(0, true, Some("6.18.44")), Ok(()));
+        assert_eq!(check(0, true, None), Ok(()), "an unreadable release is not a reason to refuse");
     }
 
     #[test]

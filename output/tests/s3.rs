@@ -315,6 +315,44 @@ fn wrong_secret_is_fatal_and_says_so() {
     assert!(e.is_fatal() && e.to_string().contains("credentials were rejected"), "{e}");
 }
 
+/// A server answering every request as AWS does when it was signed for the wrong region.
+fn wrong_region_server() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { break };
+            use std::io::{Read, Write};
+            let mut buf = [0u8; 8192];
+            let _ = s.read(&mut buf);
+            let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>AuthorizationHeaderMalformed</Code>\
+                <Message>The authorization header is malformed; the region 'us-east-1' is wrong; expecting 'eu-west-1'</Message>\
+                <Region>eu-west-1</Region><RequestId>TAPLINE1</RequestId></Error>";
+            let _ = write!(
+                s,
+                "HTTP/1.1 400 Bad Request\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    port
+}
+
+#[test]
+fn wrong_region_says_which_one() {
+    let mut cfg = S3Config::new("bkt");
+    cfg.endpoint = format!("127.0.0.1:{}", wrong_region_server());
+    cfg.insecure = true;
+    cfg.region = "us-east-1".into();
+    cfg.access_key = Some(AK.into());
+    cfg.secret_key = Some(SK.into());
+    let e = send_one(&cfg);
+    let msg = e.to_string();
+    eprintln!("{msg}");
+    assert!(e.is_fatal(), "{msg}");
+    assert!(msg.contains("wrong region") && msg.contains("set `region: eu-west-1`"), "{msg}");
+}
+
 #[test]
 fn missing_bucket_is_fatal_and_named() {
     let srv = Server::start();

@@ -209,6 +209,11 @@ fn no_duplicate_ids<'a>(
     Ok(())
 }
 
+/// ` (did you mean `x`?)` when a known name is close to `word`.
+fn did_you_mean(word: &str, known: &[&str]) -> String {
+    unsupported::closest(word, known.iter().copied()).map(|k| format!(" (did you mean `{k}`?)")).unwrap_or_default()
+}
+
 fn validate(config: &Config, origin: &str, warnings: &mut Vec<ConfigWarning>) -> Result<(), ConfigError> {
     let mut unknown = Vec::new();
     for (name, stack) in &config.stacks {
@@ -231,9 +236,10 @@ fn validate(config: &Config, origin: &str, warnings: &mut Vec<ConfigWarning>) ->
             origin,
             "tap.http.stack",
             format!(
-                "no stack named `{}` under `stacks` (defined: {})",
+                "no stack named `{}` under `stacks` (defined: {}){}",
                 config.tap.http.stack.as_deref().unwrap_or_default(),
-                if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                if known.is_empty() { "none".to_string() } else { known.join(", ") },
+                did_you_mean(config.tap.http.stack.as_deref().unwrap_or_default(), &known)
             ),
         ));
     }
@@ -245,7 +251,11 @@ fn validate(config: &Config, origin: &str, warnings: &mut Vec<ConfigWarning>) ->
             return Err(invalid(
                 origin,
                 format!("tap.endpoints[{i}].http.stack"),
-                format!("no stack named `{}` under `stacks`", e.http.stack.as_deref().unwrap_or_default()),
+                format!(
+                    "no stack named `{}` under `stacks`{}",
+                    e.http.stack.as_deref().unwrap_or_default(),
+                    did_you_mean(e.http.stack.as_deref().unwrap_or_default(), &known)
+                ),
             ));
         }
     }

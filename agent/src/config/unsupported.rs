@@ -69,9 +69,14 @@ fn distance(a: &str, b: &str) -> usize {
 
 /// A known key within edit distance 2 of `key`.
 pub fn suggest(key: &str) -> Option<&'static str> {
-    KNOWN_KEYS
-        .iter()
-        .map(|k| (distance(key, k), *k))
+    closest(key, KNOWN_KEYS.iter().copied())
+}
+
+/// The candidate within edit distance 2 of `word` (the nearest; none for exact matches).
+pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|k| (distance(word, k), k))
         .filter(|(d, k)| *d <= 2 && *d > 0 && k.len() > 2)
         .min()
         .map(|(_, k)| k)

@@ -18,6 +18,40 @@ fn store_name(s: &ForwardStore) -> String {
     format!("forward:{}:{}", s.transport.host, s.transport.port)
 }
 
+/// Whether `host:port` accepts a TCP connection within `timeout` (a name is resolved first).
+fn reachable(host: &str, port: u16, timeout: Duration) -> Result<(), String> {
+    use std::net::ToSocketAddrs;
+    let addrs: Vec<std::net::SocketAddr> =
+        (host, port).to_socket_addrs().map_err(|e| format!("cannot resolve `{host}`: {e}"))?.collect();
+    let mut last = format!("`{host}` resolves to no address");
+    for a in addrs {
+        match std::net::TcpStream::connect_timeout(&a, timeout) {
+            Ok(_) => return Ok(()),
+            Err(e) => last = format!("{a}: {e}"),
+        }
+    }
+    Err(last)
+}
+
+/// Tells the operator at start-up, in one sentence, when the receiver does not answer (events
+/// are not lost: they wait in the spool). Runs aside so start-up is not delayed.
+fn check_receiver(s: &ForwardStore, spool: &DeliveryConfig) {
+    let (host, port) = (s.transport.host.clone(), s.transport.port);
+    let (dir, cap) = (spool.spool_dir.display().to_string(), spool.spool_bytes);
+    let spawned = std::thread::Builder::new().name("tapline-forward-check".into()).spawn(move || {
+        if let Err(e) = reachable(&host, port, Duration::from_secs(3)) {
+            tracing::warn!(
+                store = %format!("forward:{host}:{port}"),
+                "the Fluent Forward receiver {host}:{port} is unreachable ({e}): is Fluent Bit / fluentd / Vector \
+                 listening there? Until it answers, items wait in the spool {dir} (up to {cap} bytes) and are retried"
+            );
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::debug!(error = %e, "cannot start the Forward receiver check");
+    }
+}
+
 fn delivery(
     s: &ForwardStore,
     default_tag: &'static str,
@@ -25,6 +59,7 @@ fn delivery(
     metrics: ComponentMetrics,
     drops: &Drops,
 ) -> Result<Delivery, StoreError> {
+    check_receiver(s, &spool);
     let transport = ForwardTransport::new(s.transport.clone(), default_tag).with_metrics(metrics.clone());
     let mut cfg = spool;
     cfg.max_batch_items = s.batch_size;

@@ -314,8 +314,22 @@ impl S3Client {
         let status = http_status(&text);
         let whom = format!("s3 object store (endpoint {endpoint}, bucket `{bucket}`)");
         let detail = code.as_deref().map_or_else(|| short(&text), |c| format!("{c}: {}", short(&text)));
+        // AWS names the right region when a request was signed for another one.
+        let expected_region = tag(&text, "Region").or_else(|| {
+            let i = text.find("expecting '")? + 11;
+            text[i..].find('\'').map(|l| text[i..i + l].to_string())
+        });
         match code.as_deref() {
             Some("NoSuchBucket") => return self.no_such_bucket(&detail),
+            Some("AuthorizationHeaderMalformed" | "PermanentRedirect" | "IllegalLocationConstraintException")
+                if expected_region.as_deref().is_some_and(|r| r != region.as_str()) =>
+            {
+                let want = expected_region.unwrap_or_default();
+                return S3Error::Rejected(format!(
+                    "{whom}: wrong region: bucket `{bucket}` is in `{want}`, the configuration says `{region}`: \
+                     set `region: {want}` ({detail})"
+                ));
+            }
             Some(
                 "InvalidAccessKeyId"
                 | "SignatureDoesNotMatch"
@@ -392,9 +406,15 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 
 /// `<Code>X</Code>` of an S3 error body.
 fn s3_code(text: &str) -> Option<String> {
-    let start = text.find("<Code>")? + 6;
-    let len = text[start..].find("</Code>")?;
-    Some(text[start..start + len].trim().to_string())
+    tag(text, "Code")
+}
+
+/// The text of the first `<name>…</name>` element of an S3 XML error body.
+fn tag(text: &str, name: &str) -> Option<String> {
+    let open = format!("<{name}>");
+    let start = text.find(&open)? + open.len();
+    let len = text[start..].find(&format!("</{name}>"))?;
+    Some(text[start..start + len].trim().to_string()).filter(|s| !s.is_empty())
 }
 
 /// The status of "… status code: 403 Forbidden …" in object_store's messages.
