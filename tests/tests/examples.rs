@@ -1231,3 +1231,82 @@ fn dockerfile_builds_from_files_that_exist() {
     assert!(copied_in.contains(&entry[0]), "ENTRYPOINT {} is not what the run stage copies: {copied_in:?}", entry[0]);
     assert!(root.join(".dockerignore").exists(), "without .dockerignore, target/ (GBs) is sent as build context");
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// Grafana
+
+/// Every query of the shipped dashboard names metrics and labels a running agent exposes.
+#[test]
+fn grafana_dashboard_queries_what_the_agent_exposes() {
+    let _lock = tapline_e2e::probe_lock();
+    let dash: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(examples().join("grafana/tapline.json")).expect("dashboard"))
+            .expect("JSON");
+    let (_server, port) = tapline_e2e::start_http_server("127.0.0.1").expect("server");
+    let config = "stacks:\n  s:\n    plugins:\n      - type: http_capture\n        config: {level: summary}\n      - type: http_metrics\n\
+                  tap:\n  http: {stack: s}\n";
+    let agent = tapline_e2e::Agent::start(Some(config), &[]).expect("agent");
+    tapline_e2e::run(
+        Command::new("curl").args(["-sS", "-o", "/dev/null"]).arg(format!("http://127.0.0.1:{port}/status/503")),
+    )
+    .expect("curl");
+    agent
+        .wait_for(std::time::Duration::from_secs(15), "a record", |ev| {
+            !tapline_e2e::records_on(ev, port, "egress-internal").is_empty()
+        })
+        .expect("events");
+    let metrics = agent.get("/metrics").expect("metrics").1;
+    agent.stop().expect("stop");
+    // name -> the label names its series carry
+    let mut exposed: HashMap<String, std::collections::HashSet<String>> = HashMap::new();
+    // Declared families (a counter without series yet still has its TYPE line).
+    for line in metrics.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
+        let (name, kind) = line.split_once(' ').unwrap_or((line, ""));
+        let names: Vec<String> = match kind {
+            "counter" => vec![format!("{name}_total")],
+            "histogram" => ["_bucket", "_sum", "_count"].iter().map(|s| format!("{name}{s}")).collect(),
+            _ => vec![name.to_string()],
+        };
+        for n in names {
+            exposed.entry(n).or_default();
+        }
+    }
+    for line in metrics.lines().filter(|l| l.starts_with("tapline_")) {
+        let (name, rest) = line.split_once(['{', ' ']).unwrap_or((line, ""));
+        let labels = exposed.entry(name.to_string()).or_default();
+        if let Some(inner) = rest.split_once('}').map(|(l, _)| l) {
+            labels.extend(inner.split(',').filter_map(|kv| kv.split_once('=')).map(|(k, _)| k.to_string()));
+        }
+    }
+    let word = |s: &str| s.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect::<String>();
+    let panels = dash["panels"].as_array().expect("panels");
+    assert!(panels.len() >= 10, "a dashboard worth shipping");
+    let mut checked = 0;
+    for p in panels {
+        for t in p["targets"].as_array().expect("targets") {
+            let expr = t["expr"].as_str().expect("expr");
+            for (i, _) in expr.match_indices("tapline_") {
+                let name = word(&expr[i..]);
+                let labels =
+                    exposed.get(&name).unwrap_or_else(|| panic!("{}: `{name}` is not on /metrics", p["title"]));
+                // Label matchers right after the name, and `by (...)` groupings, must exist on it.
+                let after = &expr[i + name.len()..];
+                let mut used: Vec<String> = Vec::new();
+                if let Some(sel) = after.strip_prefix('{').and_then(|a| a.split_once('}')).map(|(s, _)| s) {
+                    used.extend(sel.split(',').map(|m| word(m.trim())).filter(|l| l != "job"));
+                }
+                if let Some(by) =
+                    expr.find("by (").map(|b| &expr[b + 4..]).and_then(|b| b.split_once(')')).map(|(b, _)| b)
+                {
+                    used.extend(by.split(',').map(|l| l.trim().to_string()).filter(|l| l != "le" && l != "job"));
+                }
+                // (Labels are known only once the family has series.)
+                for l in used.iter().filter(|l| !l.is_empty() && !labels.is_empty()) {
+                    assert!(labels.contains(l), "{}: `{name}` has no label `{l}` (has {labels:?})", p["title"]);
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 15, "{checked}");
+}
