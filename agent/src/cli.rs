@@ -77,6 +77,17 @@ pub struct RunArgs {
     /// Docker Engine API socket: container names, images and pods (absent socket: ids only).
     #[arg(long, alias = "docker-socket-endpoint", env = "DOCKER_SOCKET", default_value = "/var/run/docker.sock")]
     pub docker_socket: PathBuf,
+    /// containerd socket: container image and Kubernetes pod for ids the Docker API does not know.
+    #[arg(
+        long,
+        alias = "containerd-socket-endpoint",
+        env = "CONTAINERD_SOCKET",
+        default_value = "/run/containerd/containerd.sock"
+    )]
+    pub containerd_socket: PathBuf,
+    /// containerd namespace to look containers up in (`k8s.io` is the kubelet's).
+    #[arg(long, env = "CONTAINERD_NAMESPACE", default_value = "k8s.io")]
+    pub containerd_namespace: String,
     /// Tags added to every connection, `key:value,key:value` (qtap's `--tags`).
     #[arg(long, env = "QPOINT_DEPLOYMENT_TAGS", default_value = "", value_parser = parse_tags)]
     pub tags: DeploymentTags,

@@ -285,15 +285,23 @@ impl FilteredMetrics {
     }
 }
 
-/// The process table, naming containers through the Docker Engine API when its socket exists.
+/// The process table, naming containers through the Docker Engine API and containerd when
+/// their sockets exist.
 fn processes(args: &RunArgs) -> ProcessTable {
-    let table = ProcessTable::new("/proc".into());
+    use process::containers::{ContainerResolver, Runtime};
+    let mut runtimes = Vec::new();
     if args.docker_socket.exists() {
-        info!(socket = %args.docker_socket.display(), "container names from the Docker Engine API");
-        table.with_containers(process::containers::ContainerResolver::docker(args.docker_socket.clone()))
-    } else {
-        table
+        runtimes.push(Runtime::Docker(args.docker_socket.clone()));
     }
+    if args.containerd_socket.exists() {
+        runtimes.push(Runtime::Containerd(args.containerd_socket.clone(), args.containerd_namespace.clone()));
+    }
+    let table = ProcessTable::new("/proc".into());
+    if runtimes.is_empty() {
+        return table;
+    }
+    info!(runtimes = ?runtimes, "container names from the container runtimes");
+    table.with_containers(ContainerResolver::new(runtimes))
 }
 
 /// The pipeline settings of a resolved configuration and the command line.

@@ -83,6 +83,31 @@ enum Entry {
     Failed(Instant),
 }
 
+/// Where container metadata comes from, asked in order until one knows the id.
+#[derive(Debug, Clone)]
+pub enum Runtime {
+    /// The Docker Engine API on this unix socket.
+    Docker(PathBuf),
+    /// containerd on this unix socket, in this namespace (`k8s.io` under Kubernetes).
+    Containerd(PathBuf, String),
+}
+
+impl Runtime {
+    fn inspect(&self, id: &str) -> Result<Option<ContainerMeta>, String> {
+        match self {
+            Runtime::Docker(sock) => inspect(sock, id),
+            Runtime::Containerd(sock, ns) => super::containerd::inspect(sock, ns, id),
+        }
+    }
+
+    fn name(&self) -> String {
+        match self {
+            Runtime::Docker(s) => format!("the Docker Engine API ({})", s.display()),
+            Runtime::Containerd(s, ns) => format!("containerd ({}, namespace {ns})", s.display()),
+        }
+    }
+}
+
 /// Looks containers up in the background and caches what it learns.
 pub struct ContainerResolver {
     cache: Arc<Mutex<HashMap<String, Entry>>>,
@@ -96,22 +121,38 @@ impl ContainerResolver {
     /// A resolver asking the Engine API on `socket`. Lookups fail quietly (logged once) when
     /// nothing listens there: containers then carry their id only.
     pub fn docker(socket: PathBuf) -> Self {
+        Self::new(vec![Runtime::Docker(socket)])
+    }
+
+    /// A resolver asking `runtimes` in order: the first that knows an id names it.
+    pub fn new(runtimes: Vec<Runtime>) -> Self {
         let cache: Arc<Mutex<HashMap<String, Entry>>> = Arc::default();
         let (tx, rx): (Sender<Request>, Receiver<Request>) = channel();
         let c = cache.clone();
         let spawned = std::thread::Builder::new().name("tapline-containers".into()).spawn(move || {
-            let mut warned = false;
+            let mut warned = vec![false; runtimes.len()];
             for (id, done) in rx {
-                let entry = match inspect(&socket, &id) {
-                    Ok(Some(meta)) => Entry::Known(Arc::new(meta)),
-                    Ok(None) => Entry::Known(Arc::new(ContainerMeta::default())),
-                    Err(e) => {
-                        if !std::mem::replace(&mut warned, true) {
-                            tracing::warn!(error = %e, "cannot ask the Docker Engine API for container names; containers carry their id only");
+                let mut entry = Entry::Known(Arc::new(ContainerMeta::default()));
+                let mut failed = false;
+                for (i, rt) in runtimes.iter().enumerate() {
+                    match rt.inspect(&id) {
+                        Ok(Some(meta)) => {
+                            entry = Entry::Known(Arc::new(meta));
+                            failed = false;
+                            break;
                         }
-                        Entry::Failed(Instant::now())
+                        Ok(None) => {}
+                        Err(e) => {
+                            failed = true;
+                            if !std::mem::replace(&mut warned[i], true) {
+                                tracing::warn!(error = %e, "cannot ask {} for container names; its containers carry their id only", rt.name());
+                            }
+                        }
                     }
-                };
+                }
+                if failed {
+                    entry = Entry::Failed(Instant::now());
+                }
                 if let Ok(mut m) = c.lock() {
                     m.insert(id, entry);
                 }

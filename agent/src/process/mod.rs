@@ -2,6 +2,7 @@
 //! and fed by the kernel's exec/fork/exit records so short-lived processes are still named.
 
 mod cgroup;
+pub mod containerd;
 pub mod containers;
 pub mod filter;
 mod host;
