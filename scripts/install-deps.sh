@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
 # Installs what tapline needs to build and run on Debian 12 (run as root); with --test, also
-# every client, server and peer the test suite drives.
+# every client, server and peer the test suite drives; with --bench, also the load generators
+# of scripts/bench/ (wrk, h2load) and perf.
 # Idempotent: packages already present are skipped, so a second run takes seconds.
 set -euo pipefail
 tests=false
+bench=false
 [ "${1:-}" = "--test" ] && tests=true
+[ "${1:-}" = "--bench" ] && bench=true
 
 need_apt=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 build=(clang libbpf-dev bpftool llvm ca-certificates)
 test_pkgs=(curl openssl libssl-dev python3-requests jq iproute2 procps util-linux nginx golang-go nghttp2-client)
+bench_pkgs=(wrk nginx nghttp2-client openssl util-linux linux-perf)
 wanted=("${build[@]}")
 if $tests; then wanted+=("${test_pkgs[@]}"); fi
+if $bench; then wanted+=("${bench_pkgs[@]}"); fi
 for p in "${wanted[@]}"; do
   have_pkg "$p" || need_apt+=("$p")
 done
@@ -23,6 +28,7 @@ if [ "${#need_apt[@]}" -gt 0 ]; then
 fi
 
 $tests || exit 0
+
 
 # Python clients used by the end-to-end tests (the python3 on PATH, which may be pyenv's).
 if ! python3 -c 'import requests' 2>/dev/null; then

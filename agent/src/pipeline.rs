@@ -643,6 +643,7 @@ impl Pipeline {
         let Some(conn) = self.conns.get_mut(&sock) else {
             return;
         };
+        Self::refresh_container(&self.processes, conn);
         if conn.host.is_none() {
             conn.host = out
                 .transactions
@@ -660,6 +661,14 @@ impl Pipeline {
             return;
         };
         Self::capture_all(&self.settings, conn, out, now, &self.m, &*self.object_store, &self.event_stores);
+    }
+
+    /// A container the runtime had not named yet when the connection opened: its answer, once
+    /// it is there (never waits).
+    fn refresh_container(processes: &ProcessTable, conn: &mut Connection) {
+        if conn.process.container.is_none() && conn.process.container_id.is_some() {
+            conn.process.container = processes.container_meta(conn.process.container_id.as_deref());
+        }
     }
 
     fn reportable(settings: &Settings, conn: &Connection) -> bool {
@@ -1025,9 +1034,10 @@ impl Pipeline {
         // Re-insert briefly so the shared capture path can read it, then drop it for good.
         self.conns.insert(sock, conn);
         self.after_l7(sock, out, at);
-        let Some(conn) = self.conns.remove(&sock) else {
+        let Some(mut conn) = self.conns.remove(&sock) else {
             return;
         };
+        Self::refresh_container(&self.processes, &mut conn);
         if Self::reportable(&self.settings, &conn) {
             let ev = self.connection_event(&conn, at, true);
             Self::emit(&self.m, &self.event_stores, Event::Connection(ev));

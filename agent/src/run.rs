@@ -296,7 +296,9 @@ fn processes(args: &RunArgs) -> ProcessTable {
     if args.containerd_socket.exists() {
         runtimes.push(Runtime::Containerd(args.containerd_socket.clone(), args.containerd_namespace.clone()));
     }
-    let table = ProcessTable::new("/proc".into());
+    let mut table = ProcessTable::new("/proc".into());
+    let n = table.warm_up();
+    tracing::debug!(processes = n, "process table warmed up from /proc");
     if runtimes.is_empty() {
         return table;
     }

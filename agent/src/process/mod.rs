@@ -99,16 +99,31 @@ impl ProcessTable {
     }
 
     /// The runtime's metadata of container `id`, when a resolver is configured and it knows.
-    fn container_meta(&self, id: Option<&str>) -> Option<std::sync::Arc<containers::ContainerMeta>> {
+    pub fn container_meta(&self, id: Option<&str>) -> Option<std::sync::Arc<containers::ContainerMeta>> {
         self.containers.as_ref()?.lookup(id?)
     }
 
     /// Also reads these environment variables of each process (rule fields, configured tags).
     /// Processes already known keep what was read for them.
     pub fn add_env_vars(&mut self, names: impl IntoIterator<Item = String>) {
+        let mut added = false;
         for n in names {
             if !self.env_mask.contains(&n) {
                 self.env_mask.push(n);
+                added = true;
+            }
+        }
+        if !added {
+            return;
+        }
+        // Processes already known read the new variables too (while they are alive).
+        let pids: Vec<u32> = self.entries.keys().copied().collect();
+        for pid in pids {
+            let env = self.read_env(&self.proc_root.join(pid.to_string()));
+            if let Some(e) = self.entries.get_mut(&pid)
+                && !env.is_empty()
+            {
+                e.info.env = env;
             }
         }
     }
@@ -185,6 +200,14 @@ impl ProcessTable {
     /// said (its file name, uid and cgroup v2 id).
     pub fn on_exec(&mut self, pid: u32, uid: u32, filename: &[u8], comm: &[u8], cgroup_id: u64) {
         let info = match self.read_proc(pid) {
+            // A zombie (exited, not yet reaped) still has a status but no exe link: the
+            // kernel's file name stands in.
+            Some(mut info) if info.exe.is_none() => {
+                let exe = lossy(filename);
+                info.binary = basename(&exe);
+                info.exe = Some(exe);
+                info
+            }
             Some(info) => info,
             None => {
                 let exe = lossy(filename);
@@ -205,6 +228,21 @@ impl ProcessTable {
             }
         };
         self.insert(info);
+    }
+
+    /// Reads every process alive now, so those that started before the agent are named even
+    /// when they exit before their first connection is handled. Returns how many were read.
+    pub fn warm_up(&mut self) -> usize {
+        let Ok(dir) = std::fs::read_dir(&self.proc_root) else { return 0 };
+        let pids: Vec<u32> = dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect();
+        let mut n = 0;
+        for pid in pids {
+            if let Some(info) = self.read_proc(pid) {
+                self.insert(info);
+                n += 1;
+            }
+        }
+        n
     }
 
     /// A new process: it starts as a copy of its parent.
@@ -321,6 +359,22 @@ mod tests {
         assert_eq!(p.exe.as_deref(), Some("/usr/bin/python3.11"));
         assert_eq!(p.binary.as_deref(), Some("python3.11"));
         assert_eq!(p.uid, Some(1000));
+    }
+
+    #[test]
+    fn warm_up_reads_every_process_and_a_zombie_exec_gets_its_file_name() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        fake_proc(tmp.path(), 20, "/usr/sbin/nginx", 0, "0::/\n");
+        fake_proc(tmp.path(), 21, "/usr/bin/python3.11", 0, "0::/\n");
+        let mut t = ProcessTable::new(tmp.path().to_path_buf());
+        assert_eq!(t.warm_up(), 2);
+        assert_eq!(t.len(), 2);
+        // pid 22: a status but no exe link (a zombie).
+        let d = tmp.path().join("22");
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("status"), "Name:\tcurl\nUid:\t0\t0\t0\t0\n").unwrap();
+        t.on_exec(22, 0, b"/usr/bin/curl", b"curl", 0);
+        assert_eq!(t.get(22, None, b"").exe.as_deref(), Some("/usr/bin/curl"));
     }
 
     #[test]
