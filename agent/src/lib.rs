@@ -28,3 +28,6 @@ pub mod server;
 pub mod stores;
 pub mod tls_attach;
 pub mod txn;
+
+#[cfg(test)]
+mod fuzzing;
