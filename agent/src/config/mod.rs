@@ -591,4 +591,6 @@ pub fn resolve_in(config: &Config, origin: &str, data_dir: &Path) -> Result<Effe
 }
 
 #[cfg(test)]
+mod fuzz;
+#[cfg(test)]
 mod tests;
