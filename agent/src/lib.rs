@@ -29,3 +29,6 @@ pub mod status;
 pub mod stores;
 pub mod tls_attach;
 pub mod txn;
+
+#[cfg(test)]
+mod fuzzing;

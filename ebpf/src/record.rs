@@ -51,7 +51,7 @@ impl DataSource {
 }
 
 /// A decoded ring-buffer record. Byte slices borrow the ring buffer.
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Record<'a> {
     /// A process called exec.
     Exec {
@@ -393,6 +393,124 @@ impl<'a> Record<'a> {
     }
 }
 
+/// Writes the kernel's layout of records (the inverse of [`Record::decode`]), for replaying
+/// recorded or generated traffic through the pipeline without the kernel (tests, benchmarks).
+mod encode {
+    use super::*;
+
+    fn put(v: &mut [u8], off: usize, b: &[u8]) {
+        v[off..off + b.len()].copy_from_slice(b);
+    }
+
+    /// (family, address bytes) of an address as `record.h` stores it.
+    fn raw_addr(a: &SocketAddr) -> (u16, [u8; 16]) {
+        let mut raw = [0u8; 16];
+        match a.ip() {
+            IpAddr::V4(ip) => {
+                raw[..4].copy_from_slice(&ip.octets());
+                (libc::AF_INET as u16, raw)
+            }
+            IpAddr::V6(ip) => (libc::AF_INET6 as u16, ip.octets()),
+        }
+    }
+
+    fn header(len: usize, kind: u32, pid: u32, tid: u32, fd: i32, ts_ns: u64) -> Vec<u8> {
+        let mut v = vec![0u8; len];
+        put(&mut v, 0, &kind.to_ne_bytes());
+        put(&mut v, 4, &pid.to_ne_bytes());
+        put(&mut v, 8, &tid.to_ne_bytes());
+        put(&mut v, 12, &fd.to_ne_bytes());
+        put(&mut v, 16, &ts_ns.to_ne_bytes());
+        v
+    }
+
+    impl Record<'_> {
+        /// The record's bytes as the kernel writes them to the ring buffer. Fields the record
+        /// does not carry are zero; an Exec filename is cut at 256 bytes, a DNS message at
+        /// [`DNS_MAX`], and an Open record stores one address family (the local address's).
+        pub fn encode(&self) -> Vec<u8> {
+            match self {
+                Record::Exec { ts_ns, pid, ppid, uid, gid, cgroup_id, filename, comm } => {
+                    let name = &filename[..filename.len().min(256)];
+                    let mut v = header(EXEC_LEN, KIND_EXEC, *pid, 0, 0, *ts_ns);
+                    put(&mut v, HDR, &ppid.to_ne_bytes());
+                    put(&mut v, HDR + 4, &uid.to_ne_bytes());
+                    put(&mut v, HDR + 8, &gid.to_ne_bytes());
+                    put(&mut v, HDR + 12, &(name.len() as u32).to_ne_bytes());
+                    put(&mut v, HDR + 16, &cgroup_id.to_ne_bytes());
+                    put(&mut v, HDR + 24, comm);
+                    put(&mut v, HDR + 40, name);
+                    v
+                }
+                Record::Fork { ts_ns, parent_pid, child_pid } => {
+                    let mut v = header(FORK_LEN, KIND_FORK, *parent_pid, 0, 0, *ts_ns);
+                    put(&mut v, HDR, &parent_pid.to_ne_bytes());
+                    put(&mut v, HDR + 4, &child_pid.to_ne_bytes());
+                    v
+                }
+                Record::Exit { ts_ns, pid } => header(EXIT_LEN, KIND_EXIT, *pid, 0, 0, *ts_ns),
+                Record::Open { ts_ns, pid, tid, fd, sock, role, local, remote, uid, gid, cgroup_id, comm } => {
+                    let mut v = header(OPEN_LEN, KIND_OPEN, *pid, *tid, *fd, *ts_ns);
+                    let (family, l) = raw_addr(local);
+                    let (_, r) = raw_addr(remote);
+                    let role: u32 = match role {
+                        Role::Client => 1,
+                        Role::Server => 2,
+                        Role::Unknown => 0,
+                    };
+                    put(&mut v, HDR, &sock.to_ne_bytes());
+                    put(&mut v, HDR + 8, &role.to_ne_bytes());
+                    put(&mut v, HDR + 12, &family.to_ne_bytes());
+                    put(&mut v, HDR + 14, &local.port().to_ne_bytes());
+                    put(&mut v, HDR + 16, &remote.port().to_ne_bytes());
+                    put(&mut v, HDR + 20, &uid.to_ne_bytes());
+                    put(&mut v, HDR + 24, &gid.to_ne_bytes());
+                    put(&mut v, HDR + 32, &cgroup_id.to_ne_bytes());
+                    put(&mut v, HDR + 40, &l);
+                    put(&mut v, HDR + 56, &r);
+                    put(&mut v, HDR + 72, comm);
+                    v
+                }
+                Record::Data { ts_ns, pid, tid, fd, sock, dir, source, pos, bytes } => {
+                    let mut v = header(DATA_HDR_LEN, KIND_DATA, *pid, *tid, *fd, *ts_ns);
+                    put(&mut v, HDR, &sock.to_ne_bytes());
+                    put(&mut v, HDR + 8, &pos.to_ne_bytes());
+                    put(&mut v, HDR + 16, &(bytes.len() as u32).to_ne_bytes());
+                    v[HDR + 20] = u8::from(*dir == Direction::Ingress);
+                    v[HDR + 21] = match source {
+                        DataSource::Syscall => 0,
+                        DataSource::OpenSsl => 1,
+                        DataSource::GoTls => 2,
+                    };
+                    v.extend_from_slice(bytes);
+                    v
+                }
+                Record::Close { ts_ns, pid, fd, sock, bytes_sent, bytes_received } => {
+                    let mut v = header(CLOSE_LEN, KIND_CLOSE, *pid, 0, *fd, *ts_ns);
+                    put(&mut v, HDR, &sock.to_ne_bytes());
+                    put(&mut v, HDR + 8, &bytes_sent.to_ne_bytes());
+                    put(&mut v, HDR + 16, &bytes_received.to_ne_bytes());
+                    v
+                }
+                Record::Dns { ts_ns, pid, tid, fd, cgroup_id, comm, server, bytes, truncated } => {
+                    let msg = &bytes[..bytes.len().min(DNS_MAX)];
+                    let mut v = header(DNS_HDR_LEN, KIND_DNS, *pid, *tid, *fd, *ts_ns);
+                    let (family, a) = raw_addr(server);
+                    put(&mut v, HDR, &cgroup_id.to_ne_bytes());
+                    put(&mut v, HDR + 8, &(msg.len() as u32).to_ne_bytes());
+                    put(&mut v, HDR + 12, &family.to_ne_bytes());
+                    put(&mut v, HDR + 14, &server.port().to_ne_bytes());
+                    put(&mut v, HDR + 16, &a);
+                    put(&mut v, HDR + 32, comm);
+                    v[HDR + 48] = u8::from(*truncated);
+                    v.extend_from_slice(msg);
+                    v
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -529,7 +647,95 @@ mod tests {
         assert!(matches!(Record::decode(&hdr(KIND_OPEN)), Err(DecodeError::Short { .. })));
     }
 
+    /// Any record [`Record::encode`] can represent, built over `bytes` (the payload or filename).
+    fn record(kind: u32, n: [u64; 6], v6: bool, a: [u8; 16], b: [u8; 16], comm: [u8; 16], bytes: &[u8]) -> Record<'_> {
+        let ip = |raw: [u8; 16]| {
+            if v6 { IpAddr::V6(Ipv6Addr::from(raw)) } else { IpAddr::V4(Ipv4Addr::new(raw[0], raw[1], raw[2], raw[3])) }
+        };
+        let (local, remote) = (SocketAddr::new(ip(a), n[0] as u16), SocketAddr::new(ip(b), n[1] as u16));
+        let (ts_ns, pid, tid, fd, sock) = (n[2], n[3] as u32, (n[3] >> 32) as u32, n[4] as i32, n[5]);
+        match kind {
+            KIND_EXEC => Record::Exec {
+                ts_ns,
+                pid,
+                ppid: tid,
+                uid: n[0] as u32,
+                gid: n[1] as u32,
+                cgroup_id: sock,
+                filename: &bytes[..bytes.len().min(256)],
+                comm,
+            },
+            KIND_FORK => Record::Fork { ts_ns, parent_pid: pid, child_pid: tid },
+            KIND_EXIT => Record::Exit { ts_ns, pid },
+            KIND_OPEN => Record::Open {
+                ts_ns,
+                pid,
+                tid,
+                fd,
+                sock,
+                role: [Role::Unknown, Role::Client, Role::Server][(n[4] >> 40) as usize % 3],
+                local,
+                remote,
+                uid: n[0] as u32,
+                gid: n[1] as u32,
+                cgroup_id: n[2] ^ n[5],
+                comm,
+            },
+            KIND_DATA => Record::Data {
+                ts_ns,
+                pid,
+                tid,
+                fd,
+                sock,
+                dir: if n[0] & 1 == 0 { Direction::Egress } else { Direction::Ingress },
+                source: [DataSource::Syscall, DataSource::OpenSsl, DataSource::GoTls][(n[1] % 3) as usize],
+                pos: n[1],
+                bytes,
+            },
+            KIND_CLOSE => Record::Close { ts_ns, pid, fd, sock, bytes_sent: n[0], bytes_received: n[1] },
+            _ => Record::Dns {
+                ts_ns,
+                pid,
+                tid,
+                fd,
+                cgroup_id: sock,
+                comm,
+                server: local,
+                bytes: &bytes[..bytes.len().min(DNS_MAX)],
+                truncated: n[1] & 1 == 1,
+            },
+        }
+    }
+
     proptest! {
+        #[test]
+        fn fuzz_every_record_round_trips_and_survives_mutation(
+            kind in 1u32..=7,
+            n in any::<[u64; 6]>(),
+            v6 in any::<bool>(),
+            a in any::<[u8; 16]>(),
+            b in any::<[u8; 16]>(),
+            comm in any::<[u8; 16]>(),
+            bytes in proptest::collection::vec(any::<u8>(), 0..400),
+            flips in proptest::collection::vec((any::<proptest::sample::Index>(), 1u8..), 0..6),
+            cut in any::<proptest::sample::Index>(),
+        ) {
+            let r = record(kind, n, v6, a, b, comm, &bytes);
+            let raw = r.encode();
+            prop_assert_eq!(Record::decode(&raw), Ok(r.clone()));
+            // Every strict prefix shorter than the fixed part or the declared payload is an error.
+            let short = &raw[..cut.index(raw.len())];
+            prop_assert!(Record::decode(short).is_err(), "{} of {} bytes decoded", short.len(), raw.len());
+            let mut bad = raw.clone();
+            for (i, x) in &flips {
+                let at = i.index(bad.len());
+                bad[at] ^= x;
+            }
+            if let Ok(Record::Data { bytes, .. } | Record::Dns { bytes, .. }) = Record::decode(&bad) {
+                prop_assert!(bytes.len() <= bad.len());
+            }
+        }
+
         #[test]
         fn decode_never_panics(raw in proptest::collection::vec(any::<u8>(), 0..600), kind in 0u32..8) {
             let mut v = raw;

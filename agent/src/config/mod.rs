@@ -491,4 +491,6 @@ fn tag_sources(config: &Config, origin: &str) -> Result<Vec<TagSource>, ConfigEr
 }
 
 #[cfg(test)]
+mod fuzz;
+#[cfg(test)]
 mod tests;

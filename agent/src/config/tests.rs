@@ -1,7 +1,7 @@
 use super::*;
 
 /// The qtap.yaml example of the reference study (section 2), as a qtap user would have it.
-const QTAP_EXAMPLE: &str = r#"
+pub(super) const QTAP_EXAMPLE: &str = r#"
 version: 2
 services:
   event_stores:
@@ -52,7 +52,7 @@ rulekit:
 "#;
 
 /// qtap's built-in default (pkg/config/default.yaml).
-const QTAP_DEFAULT: &str = r#"
+pub(super) const QTAP_DEFAULT: &str = r#"
 version: 2
 services:
   event_stores:

@@ -134,7 +134,7 @@ impl Default for HelloBuf {
 }
 
 /// A hello larger than this is not followed (real ones are a few hundred bytes to ~2 KiB).
-const HELLO_LIMIT: usize = 16 * 1024 + 5;
+pub(crate) const HELLO_LIMIT: usize = 16 * 1024 + 5;
 
 impl TlsHandshake {
     fn buf(&mut self, dir: Direction) -> &mut HelloBuf {
@@ -176,7 +176,7 @@ impl TlsHandshake {
     }
 
     /// Bytes held while waiting for hellos.
-    fn buffered_bytes(&self) -> usize {
+    pub(crate) fn buffered_bytes(&self) -> usize {
         [&self.egress, &self.ingress]
             .iter()
             .map(|b| match b {

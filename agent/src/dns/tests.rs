@@ -295,3 +295,39 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    /// DNS over TCP: length-prefixed messages (some mutated, some empty frames) arrive in any
+    /// chunking; buffering the rest as the pipeline does gives the same messages as the whole
+    /// stream, and what stays buffered is always one incomplete frame.
+    #[test]
+    fn fuzz_tcp_stream_splits_the_same_in_any_chunking(
+        msgs in proptest::collection::vec((any::<bool>(), crate::fuzzing::edits(3)), 1..6),
+        sizes in crate::fuzzing::chunk_sizes(),
+    ) {
+        let mut stream = Vec::new();
+        let mut sent = Vec::new();
+        for (empty, e) in &msgs {
+            let m = if *empty { Vec::new() } else { crate::fuzzing::mutate(RECORDED, e) };
+            stream.extend_from_slice(&(m.len() as u16).to_be_bytes());
+            stream.extend_from_slice(&m);
+            if !m.is_empty() {
+                sent.push(m);
+            }
+        }
+        let mut buf = Vec::new();
+        let mut got = Vec::new();
+        for c in crate::fuzzing::chunks(&stream, &sizes) {
+            buf.extend_from_slice(c);
+            let (ms, used) = split_tcp_messages(&buf);
+            got.extend(ms.into_iter().map(<[u8]>::to_vec));
+            buf.drain(..used);
+            prop_assert!(buf.len() < 2 + usize::from(u16::MAX));
+        }
+        prop_assert!(buf.is_empty());
+        for m in &got {
+            let _ = parse_answers(m);
+        }
+        prop_assert_eq!(got, sent);
+    }
+}

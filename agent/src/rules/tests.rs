@@ -736,7 +736,11 @@ fn field_map() -> impl Strategy<Value = MapFields> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(512))]
+    // 512 cases unless PROPTEST_CASES says otherwise (`with_cases` alone would ignore it).
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(512),
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn arbitrary_text_never_panics(src in any::<String>(), f in field_map()) {

@@ -17,6 +17,9 @@ use std::path::{Path, PathBuf};
 const SEGMENT_BYTES: u64 = 8 << 20;
 /// Sequence numbers start here so that items can be put back in front of the first one.
 const FIRST_SEQ: u64 = 1 << 40;
+/// Sequence numbers a spool can reach (2^40 put back, 2^62 appended); a head or segment name
+/// outside is damage: the head is then ignored (everything left is sent again), the file left alone.
+const SEQ_RANGE: std::ops::RangeInclusive<u64> = (1 << 32)..=(1 << 62);
 const RECORD_HEADER: u64 = 8;
 
 /// Why the spool could not take or give items.
@@ -82,9 +85,13 @@ impl Spool {
             .map_err(io("listing the directory"))?
             .flatten()
             .filter_map(|e| e.file_name().to_str()?.strip_suffix(".seg")?.parse().ok())
+            .filter(|base| SEQ_RANGE.contains(base))
             .collect();
         bases.sort_unstable();
-        let head = std::fs::read_to_string(dir.join("head")).ok().and_then(|s| s.trim().parse().ok());
+        let head = std::fs::read_to_string(dir.join("head"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .filter(|h| SEQ_RANGE.contains(h));
         let mut spool = Spool {
             dir: dir.to_path_buf(),
             cap,
@@ -216,6 +223,7 @@ impl Spool {
         }
         let need: u64 = items.iter().map(|i| i.len() as u64 + RECORD_HEADER).sum();
         self.check_room(need)?;
+        self.compact_front()?;
         let base = self.head - items.len() as u64;
         let path = self.dir.join(format!("{base:020}.seg"));
         let tmp = self.dir.join(format!("{base:020}.seg.tmp"));
@@ -233,6 +241,36 @@ impl Spool {
         self.set_head(base)?;
         self.items += items.len() as u64;
         self.bytes += need;
+        Ok(())
+    }
+
+    /// Rewrites the first segment without its acknowledged records (if it has any), so that
+    /// the sequence numbers before the head belong to no file and [`Spool::prepend`] cannot
+    /// overwrite or overlap it. A crash between the rename and the removal leaves both files:
+    /// the unacknowledged items are then sent twice, never lost.
+    fn compact_front(&mut self) -> Result<(), SpoolError> {
+        let Some(seg) = self.segments.front() else { return Ok(()) };
+        if seg.base >= self.head {
+            return Ok(());
+        }
+        let first = (self.head - seg.base) as usize;
+        let n = seg.records.len().saturating_sub(first);
+        let kept = self.peek(n, usize::MAX)?;
+        let Some(old) = self.segments.pop_front() else { return Ok(()) };
+        let (base, path) = (self.head, self.dir.join(format!("{:020}.seg", self.head)));
+        let tmp = self.dir.join(format!("{base:020}.seg.tmp"));
+        let mut buf = Vec::new();
+        let mut records = Vec::with_capacity(kept.len());
+        for it in &kept {
+            buf.extend_from_slice(&(it.len() as u32).to_le_bytes());
+            buf.extend_from_slice(&crc(it).to_le_bytes());
+            records.push((buf.len() as u64, it.len() as u32));
+            buf.extend_from_slice(it);
+        }
+        std::fs::write(&tmp, &buf).map_err(self.io_err("compacting a segment"))?;
+        std::fs::rename(&tmp, &path).map_err(self.io_err("compacting a segment"))?;
+        std::fs::remove_file(&old.path).map_err(self.io_err("compacting a segment"))?;
+        self.segments.push_front(Segment { base, path, records, end: buf.len() as u64 });
         Ok(())
     }
 
@@ -267,13 +305,16 @@ impl Spool {
         if n == 0 {
             return Ok(());
         }
-        let new_head = self.head + n;
-        let mut freed = 0u64;
+        // Walk the next `n` records: their sequence numbers have a hole where a damaged segment
+        // lost records on open, so the new head is not always `head + n`.
+        let (mut new_head, mut left, mut freed) = (self.head, n, 0u64);
         for seg in &self.segments {
             for (i, (_, len)) in seg.records.iter().enumerate() {
                 let seq = seg.base + i as u64;
-                if seq >= self.head && seq < new_head {
+                if seq >= self.head && left > 0 {
+                    left -= 1;
                     freed += u64::from(*len) + RECORD_HEADER;
+                    new_head = seq + 1;
                 }
             }
         }
@@ -311,6 +352,7 @@ impl Spool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn items(r: std::ops::Range<u32>) -> Vec<Vec<u8>> {
         r.map(|i| format!("item-{i}").into_bytes()).collect()
@@ -408,5 +450,155 @@ mod tests {
         let mut want = items(0..3);
         want.push(b"next".to_vec());
         assert_eq!(s.peek(10, 1 << 20).unwrap(), want);
+    }
+
+    /// Found by `fuzz_corrupted_spool_files_open_without_panic`: putting items back after the
+    /// first segment was partly acknowledged wrote the new segment under that segment's name.
+    #[test]
+    fn prepend_after_a_partial_ack_keeps_the_first_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Spool::open(dir.path(), 1 << 20).unwrap();
+        for it in items(0..4) {
+            s.push(&it).unwrap();
+        }
+        s.ack(1).unwrap();
+        s.prepend(&items(0..1)).unwrap();
+        assert_eq!(s.peek(100, 1 << 20).unwrap(), items(0..4));
+        drop(s);
+        let mut s = Spool::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(s.peek(100, 1 << 20).unwrap(), items(0..4), "after a restart too");
+        s.ack(2).unwrap();
+        s.prepend(&items(10..13)).unwrap();
+        let mut want = items(10..13);
+        want.extend(items(2..4));
+        assert_eq!(s.peek(100, 1 << 20).unwrap(), want);
+    }
+
+    /// Found by `fuzz_corrupted_spool_files_open_without_panic`: a damaged segment that lost
+    /// records leaves a hole in the sequence numbers; acknowledging across it must remove the
+    /// items that were sent, not the numbers of the hole.
+    #[test]
+    fn acks_across_records_lost_in_a_damaged_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Spool::open(dir.path(), 1 << 20).unwrap();
+        for it in items(1..3) {
+            s.push(&it).unwrap();
+        }
+        s.prepend(&items(0..1)).unwrap();
+        drop(s);
+        // The front segment (item 0) is cut to nothing.
+        let front = dir.path().join(format!("{:020}.seg", FIRST_SEQ - 1));
+        OpenOptions::new().write(true).open(&front).unwrap().set_len(3).unwrap();
+        let mut s = Spool::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!((s.torn_on_open, s.len()), (1, 2));
+        assert_eq!(s.peek(1, 1 << 20).unwrap(), items(1..2));
+        s.ack(1).unwrap();
+        assert_eq!(s.peek(10, 1 << 20).unwrap(), items(2..3), "item 1 was acknowledged");
+        assert_eq!(s.len(), 1);
+        drop(s);
+        assert_eq!(Spool::open(dir.path(), 1 << 20).unwrap().peek(10, 1 << 20).unwrap(), items(2..3));
+    }
+
+    /// Found by `fuzz_corrupted_spool_files_open_without_panic`: a damaged head of u64::MAX
+    /// overflowed the next sequence number.
+    #[test]
+    fn an_impossible_head_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Spool::open(dir.path(), 1 << 20).unwrap();
+        s.push(b"a").unwrap();
+        drop(s);
+        std::fs::write(dir.path().join("head"), u64::MAX.to_string()).unwrap();
+        let mut s = Spool::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(s.peek(10, 1 << 20).unwrap(), vec![b"a".to_vec()], "sent again rather than lost");
+        s.push(b"b").unwrap();
+        s.ack(2).unwrap();
+        assert!(s.is_empty());
+    }
+
+    /// Items left after the edits, in order: a subsequence of what was pushed (CRCs reject
+    /// damaged records; a removal may take out whole records).
+    fn is_subsequence(got: &[Vec<u8>], of: &[Vec<u8>]) -> bool {
+        let mut it = of.iter();
+        got.iter().all(|g| it.any(|o| o == g))
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn fuzz_corrupted_spool_files_open_without_panic(
+            pushed in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200), 1..12),
+            acked in 0usize..4,
+            put_back in 0usize..3,
+            seg_edits in proptest::collection::vec(
+                (proptest::prelude::any::<proptest::sample::Index>(), proptest::prelude::any::<proptest::sample::Index>(), 1u8..255, 0usize..16, 0u8..4),
+                0..6,
+            ),
+            head in proptest::option::of(proptest::prop_oneof![
+                proptest::strategy::Just(String::new()),
+                proptest::strategy::Just("garbage".to_string()),
+                proptest::strategy::Just(u64::MAX.to_string()),
+                (0u64..=u64::MAX).prop_map(|h| h.to_string()),
+                (0u64..64).prop_map(|d| (FIRST_SEQ + d).to_string()),
+                (0u64..64).prop_map(|d| (FIRST_SEQ - d).to_string()),
+            ]),
+        ) {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let mut s = Spool::open(dir.path(), 1 << 20).expect("a new spool opens");
+            for it in &pushed {
+                s.push(it).expect("room");
+            }
+            let taken = s.peek(acked + put_back, usize::MAX).expect("peek");
+            s.ack(taken.len()).expect("ack");
+            // Put the last `put_back` taken items back in front: a second segment file.
+            let back = taken.len().saturating_sub(acked.min(taken.len()));
+            s.prepend(&taken[taken.len() - back..]).expect("prepend");
+            let expected = s.peek(usize::MAX, usize::MAX).expect("peek");
+            drop(s);
+            let mut segs: Vec<PathBuf> = std::fs::read_dir(dir.path())
+                .expect("list")
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+                .collect();
+            segs.sort();
+            for (file, at, x, n, op) in &seg_edits {
+                let Some(path) = segs.get(file.index(segs.len().max(1))) else { continue };
+                let mut data = std::fs::read(path).expect("read");
+                if data.is_empty() {
+                    continue;
+                }
+                let at = at.index(data.len());
+                match op {
+                    0 => data[at] ^= x,
+                    1 => data.truncate(at),
+                    2 => { data.drain(at..(at + n).min(data.len())); }
+                    _ => data.insert(at, *x),
+                }
+                std::fs::write(path, &data).expect("write");
+            }
+            if let Some(h) = &head {
+                std::fs::write(dir.path().join("head"), h).expect("write head");
+            }
+            let mut s = Spool::open(dir.path(), 1 << 20).expect("a damaged spool still opens");
+            let got = s.peek(usize::MAX, usize::MAX).expect("peek");
+            proptest::prop_assert_eq!(got.len() as u64, s.len());
+            if head.is_none() {
+                proptest::prop_assert!(is_subsequence(&got, &expected), "{:?} not in {:?}", got, expected);
+            } else {
+                // A damaged head may replay acknowledged items (at least once), never invent any.
+                proptest::prop_assert!(got.iter().all(|g| pushed.contains(g)), "{:?} not pushed", got);
+            }
+            // It keeps working: appends, acks, put-backs, and another restart.
+            s.push(b"after").expect("push");
+            let first = s.peek(1, usize::MAX).expect("peek");
+            s.ack(1).expect("ack");
+            s.prepend(&first).expect("prepend");
+            s.push(b"last").expect("push");
+            let n = s.len();
+            drop(s);
+            let s = Spool::open(dir.path(), 1 << 20).expect("reopen");
+            proptest::prop_assert_eq!(s.len(), n);
+            let all = s.peek(usize::MAX, usize::MAX).expect("peek");
+            proptest::prop_assert_eq!(all.last().map(Vec::as_slice), Some(&b"last"[..]));
+        }
     }
 }

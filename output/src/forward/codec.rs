@@ -967,3 +967,6 @@ mod tests {
         assert_eq!(r.next_response().unwrap(), None);
     }
 }
+
+#[cfg(test)]
+mod fuzz;

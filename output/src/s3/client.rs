@@ -472,4 +472,53 @@ mod tests {
         let s = short(t);
         assert!(s.ends_with("The specified bucket does not exist."), "{s}");
     }
+
+    /// Pieces of object_store's error messages, which embed the S3 XML error body.
+    const PIECES: &[&str] = &[
+        "<?xml version=\"1.0\"?>",
+        "<Error>",
+        "</Error>",
+        "<Code>",
+        "</Code>",
+        "<Message>",
+        "</Message>",
+        "status code: ",
+        "status: ",
+        "404",
+        "99999999",
+        "Not Found: ",
+        "é",
+        "😀",
+        "\u{0}",
+        " ",
+        "[default]\n",
+        "aws_access_key_id = A\n",
+        "aws_secret_access_key=S\n",
+        "[",
+        "]",
+        "=",
+    ];
+
+    use proptest::prelude::*;
+
+    proptest::proptest! {
+        #[test]
+        fn fuzz_error_texts_never_panic_and_stay_short(
+            parts in proptest::collection::vec(
+                proptest::prop_oneof![proptest::sample::select(PIECES).prop_map(str::to_string), ".{0,8}"],
+                0..40,
+            ),
+            cut in proptest::prelude::any::<proptest::sample::Index>(),
+        ) {
+            let text: String = parts.concat();
+            let chars: Vec<char> = text.chars().collect();
+            let text: String = chars[..cut.index(chars.len() + 1)].iter().collect();
+            let _ = http_status(&text);
+            if let Some(code) = s3_code(&text) {
+                proptest::prop_assert!(code.len() <= text.len());
+            }
+            proptest::prop_assert!(short(&text).chars().count() <= 401);
+            let _ = parse_credentials_file(&text, "default");
+        }
+    }
 }

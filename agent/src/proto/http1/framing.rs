@@ -163,10 +163,10 @@ fn plausible_start(side: Side, b: &[u8]) -> Option<bool> {
 }
 
 /// Finds the next line start that looks like a message start of `side`. The start of
-/// `input` counts as a line start (it follows a gap or an error).
-pub fn find_message_start(side: Side, input: &[u8]) -> Resync {
+/// `input` counts as a line start when `at_line_start` (it follows a gap, an error or a `\n`).
+pub fn find_message_start(side: Side, input: &[u8], at_line_start: bool) -> Resync {
     let line_starts = input.iter().enumerate().filter(|(_, b)| **b == b'\n').map(|(i, _)| i + 1);
-    for start in std::iter::once(0).chain(line_starts) {
+    for start in at_line_start.then_some(0).into_iter().chain(line_starts) {
         if start >= input.len() {
             break;
         }

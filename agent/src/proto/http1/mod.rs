@@ -169,8 +169,9 @@ enum State {
     Head,
     /// Inside a body.
     Body(Body),
-    /// Lost: skipping to the next plausible message start.
-    Resync,
+    /// Lost: skipping to the next plausible message start. `line_start`: the next byte starts a
+    /// line (right after an error or a gap, or after a discarded `\n`), so it may start a message.
+    Resync { line_start: bool },
     /// Upgraded: nothing more is parsed.
     Done,
 }
@@ -266,7 +267,7 @@ impl Parser {
                     self.end_message(side, Vec::new());
                     half.state = State::Head;
                 }
-                None => half.state = State::Resync,
+                None => half.state = State::Resync { line_start: true },
             }
         }
         self.put_half(half);
@@ -316,7 +317,7 @@ impl Parser {
                 limit: self.limits.max_head_bytes,
             }));
             half.buf.clear();
-            half.state = State::Resync;
+            half.state = State::Resync { line_start: true };
             return;
         }
         half.buf = rest.to_vec();
@@ -350,7 +351,7 @@ impl Parser {
                     half.after_upgrade.extend_from_slice(&rest[..room.min(rest.len())]);
                     return input.len();
                 }
-                State::Resync => match framing::find_message_start(half.side, rest) {
+                State::Resync { line_start } => match framing::find_message_start(half.side, rest, line_start) {
                     framing::Resync::Found(skip) => {
                         half.state = State::Head;
                         skip
@@ -359,6 +360,9 @@ impl Parser {
                         if n == 0 {
                             return at;
                         }
+                        // Whether the bytes of the next feed start a line must not depend on where
+                        // this feed ended.
+                        half.state = State::Resync { line_start: rest[n - 1] == b'\n' };
                         n
                     }
                 },
@@ -433,7 +437,7 @@ impl Parser {
 
     fn fail(&mut self, half: &mut Half, err: Http1Error) {
         self.events.push_back(Http1Event::Error(err));
-        half.state = State::Resync;
+        half.state = State::Resync { line_start: true };
     }
 
     fn start_message(&mut self, half: &mut Half, head: Parsed) {
@@ -601,3 +605,6 @@ fn to_response(r: &httparse::Response<'_, '_>) -> ResponseHead {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod fuzz;

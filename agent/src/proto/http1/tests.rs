@@ -7,7 +7,7 @@ use proptest::prelude::*;
 type Wire<'a> = &'a [(Side, &'a [u8])];
 
 /// Events with adjacent body chunks of the same kind merged.
-fn normalize(events: Vec<Http1Event>) -> Vec<Http1Event> {
+pub(super) fn normalize(events: Vec<Http1Event>) -> Vec<Http1Event> {
     let mut out: Vec<Http1Event> = Vec::new();
     for e in events {
         match (out.last_mut(), e) {
@@ -354,4 +354,18 @@ fn bytes_after_the_upgrade_are_handed_over() {
     assert_eq!(p.take_upgraded_bytes(Side::Server), b"\x00\x00\x06\x04\x00\x00\x00\x00\x00rest");
     assert_eq!(p.take_upgraded_bytes(Side::Client), b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
     assert!(p.take_upgraded_bytes(Side::Server).is_empty(), "taken once");
+}
+
+/// Found by `fuzz::fuzz_mutated_conversations_parse_the_same_in_any_chunking` (one flipped bit): after an invalid head, resync only
+/// starts a message at a line start, whether or not a feed ended mid-line.
+#[test]
+fn resync_does_not_start_a_message_mid_line_whatever_the_chunking() {
+    let wire: Wire<'_> = &[(Side::Client, b"OPT\tONS /a HTTP/1.1\r\nContent-Length: 2\r\n\r\nab")];
+    let ev = check_splits(wire, false);
+    assert!(matches!(&ev[..], [Http1Event::Error(Http1Error::InvalidHead { .. })]), "{ev:?}");
+    let ev = check_splits(&[(Side::Client, b"GET\t/ HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\n")], false);
+    assert!(
+        matches!(&ev[..], [Http1Event::Error(_), Http1Event::RequestHead(_), Http1Event::RequestEnd { .. }]),
+        "{ev:?}"
+    );
 }

@@ -1,6 +1,7 @@
 //! Wire fixtures built with a test frame writer and `loona_hpack::Encoder`, fed whole, split at
 //! every byte boundary and in random chunks: the events must not depend on how bytes arrive.
 
+mod fuzz;
 mod wire;
 
 use super::frame::{PREFACE, flag, kind};

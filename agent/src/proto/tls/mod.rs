@@ -225,3 +225,6 @@ fn server_hello(body: &[u8]) -> Option<ServerHello> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod fuzz;
