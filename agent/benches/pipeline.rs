@@ -245,24 +245,23 @@ fn http2(tx: usize) -> (Vec<Vec<u8>>, usize) {
 }
 
 fn settings(level: CaptureLevel) -> Settings {
+    let stack = tapline::config::StackPlan { name: "bench".into(), level, ..tapline::config::StackPlan::none() };
     Settings {
-        level,
-        endpoint_levels: Default::default(),
+        stacks: tapline::config::Stacks { default: std::sync::Arc::new(stack), endpoints: Default::default() },
         body_cap: 2 << 20,
         direction: TapDirection::All,
         ignore_loopback: false,
+        audit_include_dns: false,
         report_interval: Duration::from_secs(30),
         hostname: "bench-host".into(),
         local_ip: Some([10, 0, 0, 1].into()),
         agent_instance: "bench".into(),
         max_connections: 65_536,
         redactor: None,
-        rules: Vec::new(),
-        endpoint_rules: Default::default(),
-        error_rules: Vec::new(),
+        hash_key: None,
         filter: Default::default(),
-        http_metrics: false,
-        access_logs: None,
+        deployment_tags: Vec::new(),
+        tag_sources: Vec::new(),
     }
 }
 

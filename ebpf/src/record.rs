@@ -492,7 +492,7 @@ mod encode {
                     put(&mut v, HDR + 16, &bytes_received.to_ne_bytes());
                     v
                 }
-                Record::Dns { ts_ns, pid, tid, fd, cgroup_id, comm, server, bytes, truncated } => {
+                Record::Dns { ts_ns, pid, tid, fd, cgroup_id, comm, server, local, bytes, truncated } => {
                     let msg = &bytes[..bytes.len().min(DNS_MAX)];
                     let mut v = header(DNS_HDR_LEN, KIND_DNS, *pid, *tid, *fd, *ts_ns);
                     let (family, a) = raw_addr(server);
@@ -503,6 +503,10 @@ mod encode {
                     put(&mut v, HDR + 16, &a);
                     put(&mut v, HDR + 32, comm);
                     v[HDR + 48] = u8::from(*truncated);
+                    let (lfamily, l) = raw_addr(local);
+                    put(&mut v, HDR + 52, &lfamily.to_ne_bytes());
+                    put(&mut v, HDR + 54, &local.port().to_ne_bytes());
+                    put(&mut v, HDR + 56, &l);
                     v.extend_from_slice(msg);
                     v
                 }
@@ -701,6 +705,7 @@ mod tests {
                 cgroup_id: sock,
                 comm,
                 server: local,
+                local: remote,
                 bytes: &bytes[..bytes.len().min(DNS_MAX)],
                 truncated: n[1] & 1 == 1,
             },
