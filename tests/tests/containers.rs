@@ -29,9 +29,15 @@ fn fake_engine(sock: PathBuf, id: String) {
     std::thread::spawn(move || {
         for s in listener.incoming() {
             let Ok(mut s) = s else { break };
+            let mut req = Vec::new();
             let mut buf = [0u8; 2048];
-            let n = s.read(&mut buf).unwrap_or(0);
-            let req = String::from_utf8_lossy(&buf[..n]).to_string();
+            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => req.extend_from_slice(&buf[..n]),
+                }
+            }
+            let req = String::from_utf8_lossy(&req).to_string();
             let answer = if req.starts_with(&format!("GET /containers/{id}/json ")) {
                 let body = json!({"Id": id, "Name": "/checkout-api", "Config": {"Image": "shop/checkout:2.4",
                     "Labels": {"io.kubernetes.pod.name": "checkout-5c9f", "io.kubernetes.pod.namespace": "shop"}}});

@@ -59,8 +59,9 @@ fn inspect(socket: &Path, id: &str) -> Result<Option<ContainerMeta>, String> {
     let mut s = UnixStream::connect(socket).map_err(|e| format!("{}: {e}", socket.display()))?;
     s.set_read_timeout(Some(IO_TIMEOUT)).map_err(|e| e.to_string())?;
     s.set_write_timeout(Some(IO_TIMEOUT)).map_err(|e| e.to_string())?;
-    write!(s, "GET /containers/{id}/json HTTP/1.0\r\nHost: docker\r\nUser-Agent: tapline\r\n\r\n")
-        .map_err(|e| e.to_string())?;
+    // One write: a server that answers as soon as it has a whole head must not see a part.
+    let req = format!("GET /containers/{id}/json HTTP/1.0\r\nHost: docker\r\nUser-Agent: tapline\r\n\r\n");
+    s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
     let mut raw = Vec::new();
     s.take(4 << 20).read_to_end(&mut raw).map_err(|e| e.to_string())?;
     let mut headers = [httparse::EMPTY_HEADER; 64];
@@ -217,9 +218,15 @@ mod tests {
         std::thread::spawn(move || {
             for s in listener.incoming() {
                 let Ok(mut s) = s else { break };
+                let mut req = Vec::new();
                 let mut buf = [0u8; 1024];
-                let n = s.read(&mut buf).unwrap_or(0);
-                let req = String::from_utf8_lossy(&buf[..n]).to_string();
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let req = String::from_utf8_lossy(&req).to_string();
                 let answer = if req.starts_with("GET /containers/c1/json ") {
                     let body = r#"{"Name":"/web","Config":{"Image":"nginx:1.25"}}"#;
                     format!("HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n{body}")
