@@ -27,3 +27,7 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --workspace --no-fail-fast -- --test-threads=1
 fi
+# A coarse guard against throughput regressions: the userspace pipeline benchmark in quick
+# mode fails below half of its recorded figures (docs/benchmarks.md).
+echo "== pipeline benchmark (quick)"
+TAPLINE_BENCH_QUICK=1 cargo bench -p tapline --bench pipeline --quiet

@@ -1087,9 +1087,10 @@ impl Pipeline {
 
     /// Pushes buffered output of every store.
     pub fn flush(&self) {
+        // Objects first: an artifact_record a reader sees has its object fetchable.
+        self.object_store.flush();
         for s in &self.event_stores {
             s.flush();
         }
-        self.object_store.flush();
     }
 }

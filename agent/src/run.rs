@@ -216,6 +216,9 @@ impl LossMetrics {
     }
 }
 
+/// Longest stores hold output before it is pushed while records keep coming.
+const FLUSH_EVERY: Duration = Duration::from_millis(100);
+
 /// Pushes the filters the kernel can apply (tap.direction, ignore_loopback, exact executable
 /// paths, and the decision for every running process); userspace keeps applying all of
 /// them exactly, so a failure here only costs copies (it is logged).
@@ -413,6 +416,7 @@ fn run_agent(common: &CommonArgs, args: &RunArgs) -> Result<(), RunError> {
         let mut sighup = signal(SignalKind::hangup()).map_err(io("installing the SIGHUP handler"))?;
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut ticks: u64 = 0;
+        let (mut pending_flush, mut last_flush) = (false, std::time::Instant::now());
         let mut status_line = crate::status::Status::new(args.status_interval_secs.map(Duration::from_secs));
         let snapshot = |p: &Pipeline, loss: &LossMetrics| {
             let (events, objects) = p.totals();
@@ -442,8 +446,18 @@ fn run_agent(common: &CommonArgs, args: &RunArgs) -> Result<(), RunError> {
                 _ = sigint.recv() => { info!("SIGINT: shutting down"); break; }
                 _ = sighup.recv() => reload(common, args, &pipeline, &mut probes),
                 r = reader.next_batch(&mut handle) => {
-                    r.map_err(io("reading the kernel ring buffer"))?;
-                    pipeline.borrow().flush();
+                    let n = r.map_err(io("reading the kernel ring buffer"))?;
+                    // Stores are flushed at most every FLUSH_EVERY (and after a quiet poll):
+                    // a flush per batch costs a write per poll and seals small S3 batches.
+                    pending_flush |= n > 0;
+                    if pending_flush && (n == 0 || last_flush.elapsed() >= FLUSH_EVERY) {
+                        pipeline.borrow().flush();
+                        pending_flush = false;
+                        last_flush = std::time::Instant::now();
+                    }
+                    if n == 0 {
+                        continue;
+                    }
                     // New processes: hook their TLS libraries before they get far.
                     for (pid, flags) in pipeline.borrow_mut().take_kernel_skips() {
                         if let Err(e) = probes.filters_mut().set_process(pid, flags) {

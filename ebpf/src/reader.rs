@@ -1,10 +1,16 @@
-//! Reads the ring buffer from tokio: waits until the kernel signals data, then drains it.
+//! Reads the ring buffer from tokio. The kernel submits records without a wakeup unless the
+//! ring is filling up (see `wakeup_flags` in tapline.bpf.c), so the reader also drains on a
+//! short poll interval: a wakeup per record would cost the traced processes more than the
+//! capture itself at high request rates.
 
 use aya::maps::{MapData, RingBuf};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
 use crate::record::{DecodeError, Record};
+
+/// How often the ring is drained when the kernel did not signal (at most this much latency).
+pub const POLL: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// The ring-buffer consumer.
 pub struct RecordReader {
@@ -19,18 +25,23 @@ impl RecordReader {
         Ok(Self { ring })
     }
 
-    /// Waits until the ring is readable, then drains every available record, calling `f`
-    /// for each. Returns how many records were drained.
+    /// Waits until the kernel signals data or [`POLL`] passes, then drains every available
+    /// record, calling `f` for each. Returns how many records were drained.
     pub async fn next_batch<F: FnMut(Result<Record<'_>, DecodeError>)>(&mut self, mut f: F) -> std::io::Result<usize> {
-        let mut guard = self.ring.readable_mut().await?;
-        let ring = guard.get_inner_mut();
-        let mut n = 0;
-        while let Some(item) = ring.next() {
-            n += 1;
-            f(Record::decode(&item));
+        match tokio::time::timeout(POLL, self.ring.readable_mut()).await {
+            Ok(guard) => {
+                let mut guard = guard?;
+                let ring = guard.get_inner_mut();
+                let mut n = 0;
+                while let Some(item) = ring.next() {
+                    n += 1;
+                    f(Record::decode(&item));
+                }
+                guard.clear_ready();
+                Ok(n)
+            }
+            Err(_) => Ok(self.drain_now(f)),
         }
-        guard.clear_ready();
-        Ok(n)
     }
 
     /// Drains what is available now without waiting.

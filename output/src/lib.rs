@@ -9,6 +9,7 @@ pub mod delivery;
 pub mod event;
 pub mod forward;
 pub mod ids;
+mod local_segments;
 pub mod metrics;
 pub mod model;
 pub mod object;

@@ -105,6 +105,10 @@ pub struct LocalObjectStore {
     dir: PathBuf,
     metrics: ComponentMetrics,
     warned: AtomicBool,
+    /// Segment layout: JSON objects appended to shared files (see [`LocalObjectStore::open_segmented`]).
+    segments: Option<std::sync::Mutex<crate::local_segments::Segments>>,
+    /// The segment index file.
+    index: Option<PathBuf>,
 }
 
 fn object_path(dir: &Path, digest: &str) -> PathBuf {
@@ -131,7 +135,25 @@ impl LocalObjectStore {
         let io = |context| move |source| StoreError::Io { store: "local".into(), context, source };
         std::fs::create_dir_all(&dir).map_err(io("creating the object directory"))?;
         let dir = dir.canonicalize().map_err(io("resolving the object directory"))?;
-        Ok(Self { dir, metrics, warned: AtomicBool::new(false) })
+        Ok(Self { dir, metrics, warned: AtomicBool::new(false), segments: None, index: None })
+    }
+
+    /// Opens (creating) the directory with the segment layout: JSON objects are appended to
+    /// `seg-*.ndjson` files (one object per line, rotated at 64 MiB) with an index file
+    /// `index` outside the directory (`digest, segment, offset, length`), so a high request rate costs appends,
+    /// not one file creation per object. An object's url is `file://<segment>#bytes=<off>-<end>`.
+    /// Text objects (`format: text`) are still one file each. Objects of either layout are found by
+    /// [`ObjectStore::get`].
+    pub fn open_segmented(dir: PathBuf, index: &Path, metrics: ComponentMetrics) -> Result<Self, StoreError> {
+        let mut s = Self::open(dir, metrics)?;
+        s.index = Some(index.to_path_buf());
+        let segs = crate::local_segments::Segments::open(&s.dir, index).map_err(|source| StoreError::Io {
+            store: "local".into(),
+            context: "opening an object segment",
+            source,
+        })?;
+        s.segments = Some(std::sync::Mutex::new(segs));
+        Ok(s)
     }
 
     /// The directory objects are written to.
@@ -151,10 +173,18 @@ impl ObjectStore for LocalObjectStore {
             self.metrics.discarded("invalid_digest", 1);
             return Err(StoreError::Unavailable { store: "local".into(), reason: "the digest is not 40 hex digits" });
         }
-        match write_atomic(&self.dir, &object) {
-            Ok(()) => {
+        let written = match &self.segments {
+            Some(segs) if object.content_type == "application/json" => match segs.lock() {
+                Ok(mut segs) => segs.append(&object).map(|url| Location { url }),
+                Err(_) => Err(std::io::Error::other("segment writer poisoned")),
+            },
+            _ => write_atomic(&self.dir, &object)
+                .map(|()| Location { url: format!("file://{}", object_path(&self.dir, &object.digest).display()) }),
+        };
+        match written {
+            Ok(loc) => {
                 self.metrics.sent(1);
-                Ok(Location { url: format!("file://{}", object_path(&self.dir, &object.digest).display()) })
+                Ok(loc)
             }
             Err(source) => {
                 self.metrics.discarded("write_error", 1);
@@ -170,13 +200,19 @@ impl ObjectStore for LocalObjectStore {
         if !valid_digest(digest) {
             return Ok(None);
         }
+        let io = |source| StoreError::Io { store: "local".into(), context: "reading an object", source };
         match std::fs::read(object_path(&self.dir, digest)) {
-            Ok(b) => Ok(Some(b)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(StoreError::Io { store: "local".into(), context: "reading an object", source }),
+            Ok(b) => return Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(io(source)),
+        }
+        match &self.index {
+            Some(index) => crate::local_segments::Segments::find(&self.dir, index, digest).map_err(io),
+            None => Ok(None),
         }
     }
 
+    /// Nothing to push: both layouts write each object when it is stored.
     fn flush(&self) {}
 
     fn shutdown(&self, _timeout: Duration) -> Result<(), StoreError> {

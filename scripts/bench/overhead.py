@@ -31,7 +31,7 @@ def nginx(workdir, port_plain, port_tls):
 error_log {workdir}/error.log; events {{ worker_connections 4096; }}
 http {{ access_log off; keepalive_requests 100000000; client_body_temp_path {workdir};
   server {{ listen 127.0.0.1:{port_plain}; root {body}; }}
-  server {{ listen 127.0.0.1:{port_tls} ssl; http2 on; root {body};
+  server {{ listen 127.0.0.1:{port_tls} ssl http2; root {body};
     ssl_certificate {workdir}/cert.pem; ssl_certificate_key {workdir}/key.pem; }} }}
 """
     path = os.path.join(workdir, "nginx.conf")
@@ -40,6 +40,8 @@ http {{ access_log off; keepalive_requests 100000000; client_body_temp_path {wor
     # nginx on CPU 1, the load generator on CPU 0, the agent wherever the scheduler puts it.
     p = subprocess.Popen(["taskset", "-c", "1", "nginx", "-c", path])
     time.sleep(1)
+    if p.poll() is not None:
+        raise SystemExit(f"nginx did not start: {open(os.path.join(workdir, 'error.log')).read()}")
     return p
 
 

@@ -281,6 +281,8 @@ pub enum ObjectStoreKind {
     Local {
         /// The directory.
         dir: PathBuf,
+        /// Segments (default) or one file per object.
+        layout: LocalLayout,
     },
     /// Log lines on stdout.
     Stdout,
@@ -418,6 +420,7 @@ pub fn resolve_in(config: &Config, origin: &str, data_dir: &Path) -> Result<Effe
         let kind = match s.kind {
             ObjectStoreType::Local => ObjectStoreKind::Local {
                 dir: s.dir.as_ref().map(PathBuf::from).unwrap_or_else(|| data_dir.join("objects")),
+                layout: s.layout.unwrap_or_default(),
             },
             ObjectStoreType::Stdout => ObjectStoreKind::Stdout,
             ObjectStoreType::S3 => ObjectStoreKind::S3(Box::new(sinks::s3(s, origin, &base)?)),
@@ -426,7 +429,8 @@ pub fn resolve_in(config: &Config, origin: &str, data_dir: &Path) -> Result<Effe
         };
         object_store.get_or_insert(kind);
     }
-    let object_store = object_store.unwrap_or_else(|| ObjectStoreKind::Local { dir: data_dir.join("objects") });
+    let object_store = object_store
+        .unwrap_or_else(|| ObjectStoreKind::Local { dir: data_dir.join("objects"), layout: LocalLayout::default() });
     let mut event_stores = Vec::new();
     for (i, s) in config.services.event_stores.iter().enumerate() {
         match s.kind {

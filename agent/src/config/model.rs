@@ -125,6 +125,17 @@ pub enum ObjectStoreType {
     Disabled,
 }
 
+/// How the local object store lays objects out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LocalLayout {
+    /// Appended to `seg-*.ndjson` files with an `index.tsv` (no file creation per object).
+    #[default]
+    Segments,
+    /// `<2 hex>/<digest>.json`, one file per object.
+    Files,
+}
+
 /// A secret given inline or by environment variable.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct ValueSource {
@@ -157,6 +168,10 @@ pub struct ObjectStoreConfig {
     /// `local`: the directory (default `<data-dir>/objects`).
     #[serde(default)]
     pub dir: Option<String>,
+    /// `local`: `segments` (default: objects appended to shared files with an index) or
+    /// `files` (one file per object).
+    #[serde(default)]
+    pub layout: Option<LocalLayout>,
     /// s3: endpoint host[:port].
     #[serde(default)]
     pub endpoint: Option<String>,

@@ -65,7 +65,9 @@ pub fn effective_yaml(eff: &super::Effective) -> String {
         })
         .collect();
     let objects = match eff.object_store() {
-        ObjectStoreKind::Local { dir } => json!({"type": "local", "dir": dir.display().to_string()}),
+        ObjectStoreKind::Local { dir, layout } => {
+            json!({"type": "local", "dir": dir.display().to_string(), "layout": format!("{layout:?}").to_lowercase()})
+        }
         ObjectStoreKind::Stdout => json!({"type": "stdout"}),
         ObjectStoreKind::S3(c) => json!({"type": "s3", "endpoint": c.endpoint, "bucket": c.bucket, "region": c.region,
             "insecure": c.insecure, "access_key": secret(&c.access_key), "secret_key": secret(&c.secret_key),

@@ -102,7 +102,7 @@ fn qtap_example_loads_with_one_warning_per_unsupported_key() {
     assert_eq!(eff.direction(), TapDirection::Egress);
     assert!(eff.ignore_loopback());
     assert_eq!(eff.stacks().endpoints.get("api.github.com").map(|s| s.level), Some(CaptureLevel::Summary));
-    assert_eq!(eff.object_store(), &ObjectStoreKind::Local { dir: "/d/objects".into() });
+    assert_eq!(eff.object_store(), &ObjectStoreKind::Local { dir: "/d/objects".into(), layout: LocalLayout::Segments });
     assert!(eff.stacks().default.report_usage && eff.stacks().default.http_metrics);
     // Group `kubernetes` filters the kubelet; the custom filter curl.
     let f = eff.process_filter();
@@ -191,7 +191,10 @@ fn embedded_default_is_clean() {
     assert_eq!(eff.capture_level(), CaptureLevel::Summary);
     assert_eq!(eff.direction(), TapDirection::All);
     assert!(!eff.ignore_loopback());
-    assert_eq!(eff.object_store(), &ObjectStoreKind::Local { dir: "./tapline-data/objects".into() });
+    assert_eq!(
+        eff.object_store(),
+        &ObjectStoreKind::Local { dir: "./tapline-data/objects".into(), layout: LocalLayout::Segments }
+    );
 }
 
 fn err(yaml: &str) -> String {

@@ -56,6 +56,8 @@ pub struct SpoolSettings {
     pub bytes: u64,
     /// Where the S3 store keeps its digest → batch member index (`<data-dir>/s3-index`).
     pub s3_index: PathBuf,
+    /// Where the local store's segment layout keeps its index (`<data-dir>/local-index.tsv`).
+    pub local_index: PathBuf,
 }
 
 impl SpoolSettings {
@@ -79,7 +81,12 @@ pub fn open_object_store(
 ) -> Result<Arc<dyn ObjectStore>, StoreError> {
     // A private spool: `fetch` must not touch a running agent's.
     let private = std::env::temp_dir().join(format!("tapline-fetch-{}", std::process::id()));
-    let spool = SpoolSettings { dir: private.clone(), bytes: 1 << 20, s3_index: data_dir.join("s3-index") };
+    let spool = SpoolSettings {
+        dir: private.clone(),
+        bytes: 1 << 20,
+        s3_index: data_dir.join("s3-index"),
+        local_index: data_dir.join("local-index.tsv"),
+    };
     let store = open_object_store_with(eff, metrics, &spool, &mut Vec::new());
     let _ = std::fs::remove_dir_all(&private);
     store
@@ -93,8 +100,14 @@ fn open_object_store_with(
 ) -> Result<Arc<dyn ObjectStore>, StoreError> {
     let sinks = remote_sinks(eff);
     Ok(match eff.object_store() {
-        ObjectStoreKind::Local { dir } => {
-            Arc::new(LocalObjectStore::open(dir.clone(), metrics.component("object_store", "local"))?)
+        ObjectStoreKind::Local { dir, layout } => {
+            let m = metrics.component("object_store", "local");
+            Arc::new(match layout {
+                crate::config::LocalLayout::Segments => {
+                    LocalObjectStore::open_segmented(dir.clone(), &spool.local_index, m)?
+                }
+                crate::config::LocalLayout::Files => LocalObjectStore::open(dir.clone(), m)?,
+            })
         }
         ObjectStoreKind::Stdout => Arc::new(StdoutObjectStore::new(metrics.component("object_store", "stdout"))),
         ObjectStoreKind::Forward(f) => {
@@ -147,7 +160,12 @@ pub fn open(eff: &Effective, metrics: &Metrics, spool: &SpoolSettings) -> Result
 
 /// The spool settings for `--data-dir` and `--spool-size`.
 pub fn spool_settings(data_dir: &Path, bytes: u64) -> SpoolSettings {
-    SpoolSettings { dir: data_dir.join("spool"), bytes, s3_index: data_dir.join("s3-index") }
+    SpoolSettings {
+        dir: data_dir.join("spool"),
+        bytes,
+        s3_index: data_dir.join("s3-index"),
+        local_index: data_dir.join("local-index.tsv"),
+    }
 }
 
 /// Flushes and closes every store, waiting at most `timeout` for each.
