@@ -137,6 +137,9 @@ struct TypeLabel {
 struct PipelineMetrics {
     records: Family<KindLabel, Counter>,
     events: Family<TypeLabel, Counter>,
+    /// The series of `records` and `events` by kind, resolved once.
+    record_kinds: Vec<(&'static str, Counter)>,
+    event_kinds: Vec<(&'static str, Counter)>,
     events_total: Counter,
     gaps: Counter,
     gap_bytes: Counter,
@@ -152,9 +155,21 @@ struct PipelineMetrics {
 
 impl PipelineMetrics {
     fn new(metrics: &Metrics) -> Self {
+        let records = Family::<KindLabel, Counter>::default();
+        let events = Family::<TypeLabel, Counter>::default();
+        let record_kinds = ["exec", "fork", "exit", "open", "data", "dns", "close"]
+            .into_iter()
+            .map(|k| (k, records.get_or_create(&KindLabel { kind: k.to_string() }).clone()))
+            .collect();
+        let event_kinds = ["connection", "artifact_record", "issue", "request"]
+            .into_iter()
+            .map(|k| (k, events.get_or_create(&TypeLabel { r#type: k.to_string() }).clone()))
+            .collect();
         let m = Self {
-            records: Family::default(),
-            events: Family::default(),
+            records,
+            events,
+            record_kinds,
+            event_kinds,
             events_total: Counter::default(),
             gaps: Counter::default(),
             gap_bytes: Counter::default(),
@@ -293,8 +308,11 @@ impl Pipeline {
         self.conns.len()
     }
 
-    fn count_record(&self, kind: &str) {
-        self.m.records.get_or_create(&KindLabel { kind: kind.to_string() }).inc();
+    fn count_record(&self, kind: &'static str) {
+        match self.m.record_kinds.iter().find(|(k, _)| *k == kind) {
+            Some((_, c)) => c.inc(),
+            None => self.m.records.get_or_create(&KindLabel { kind: kind.to_string() }).inc(),
+        };
     }
 
     /// Handles one kernel record.
@@ -863,7 +881,11 @@ impl Pipeline {
     }
 
     fn emit(m: &PipelineMetrics, stores: &[Arc<dyn EventStore>], event: Event) {
-        m.events.get_or_create(&TypeLabel { r#type: event.kind().to_string() }).inc();
+        let kind = event.kind();
+        match m.event_kinds.iter().find(|(k, _)| *k == kind) {
+            Some((_, c)) => c.inc(),
+            None => m.events.get_or_create(&TypeLabel { r#type: kind.to_string() }).inc(),
+        };
         m.events_total.inc();
         for s in stores {
             s.submit(&event);

@@ -71,12 +71,12 @@ impl Metrics {
     pub fn component(&self, kind: &'static str, name: &str) -> ComponentMetrics {
         let labels = ComponentLabels { kind: kind.to_string(), component: name.to_string() };
         // Create the series now so they show (at 0) before anything happens.
-        let _ = self.received.get_or_create(&labels);
-        let _ = self.sent.get_or_create(&labels);
+        let received = self.received.get_or_create(&labels).clone();
+        let sent = self.sent.get_or_create(&labels).clone();
         ComponentMetrics {
             labels,
-            received: self.received.clone(),
-            sent: self.sent.clone(),
+            received,
+            sent,
             discarded: self.discarded.clone(),
             errors: self.errors.clone(),
             discarded_total: self.discarded_total.clone(),
@@ -104,8 +104,9 @@ impl Metrics {
 #[derive(Clone)]
 pub struct ComponentMetrics {
     labels: ComponentLabels,
-    received: Family<ComponentLabels, Counter>,
-    sent: Family<ComponentLabels, Counter>,
+    /// This component's series, resolved once (a family lookup hashes the labels each time).
+    received: Counter,
+    sent: Counter,
     discarded: Family<DiscardLabels, Counter>,
     errors: Family<ErrorLabels, Counter>,
     discarded_total: Arc<AtomicU64>,
@@ -119,12 +120,12 @@ impl ComponentMetrics {
 
     /// `n` items came in.
     pub fn received(&self, n: u64) {
-        self.received.get_or_create(&self.labels).inc_by(n);
+        self.received.inc_by(n);
     }
 
     /// `n` items went out.
     pub fn sent(&self, n: u64) {
-        self.sent.get_or_create(&self.labels).inc_by(n);
+        self.sent.inc_by(n);
     }
 
     /// `n` items were dropped for `reason`.
@@ -150,12 +151,12 @@ impl ComponentMetrics {
 
     /// Current received count (tests).
     pub fn received_count(&self) -> u64 {
-        self.received.get_or_create(&self.labels).get()
+        self.received.get()
     }
 
     /// Current sent count (tests).
     pub fn sent_count(&self) -> u64 {
-        self.sent.get_or_create(&self.labels).get()
+        self.sent.get()
     }
 
     /// Current discarded count for `reason` (tests).

@@ -97,9 +97,9 @@ def wrk(url, seconds, conns):
     return rps, p50, p99
 
 
-def h2load(url, seconds, conns, workdir):
+def h2load(url, seconds, conns, workdir, extra=("-m", "10")):
     log = os.path.join(workdir, "h2load.log")
-    o = sh("taskset", "-c", "0", "h2load", "-c", str(conns), "-m", "10", "-D", str(seconds), "--log-file", log, url).stdout
+    o = sh("taskset", "-c", "0", "h2load", "-c", str(conns), *extra, "-D", str(seconds), "--log-file", log, url).stdout
     rps = float(re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", o).group(1))
     times = sorted(int(l.split("\t")[2]) / 1000 for l in open(log) if l.strip())
     os.remove(log)
@@ -113,6 +113,7 @@ def main():
     ap.add_argument("--conns", type=int, default=32)
     ap.add_argument("--bin", default="target/release/tapline")
     ap.add_argument("--json", help="also write the raw results here")
+    ap.add_argument("--only", help="run the cases whose name contains this")
     a = ap.parse_args()
     for tool in ("wrk", "h2load", "nginx", "taskset", "openssl"):
         if not shutil.which(tool):
@@ -124,8 +125,14 @@ def main():
         ("HTTP/1.1", lambda: wrk(f"http://127.0.0.1:{plain}/1k", a.seconds, a.conns)),
         ("HTTP/1.1 TLS", lambda: wrk(f"https://127.0.0.1:{tls}/1k", a.seconds, a.conns)),
         ("HTTP/2 TLS", lambda: h2load(f"https://127.0.0.1:{tls}/1k", a.seconds, a.conns, work)),
+        # A fixed 10,000 req/s (10 connections x 1,000/s), below saturation: what the agent adds
+        # to latency and how much CPU it takes at a realistic rate.
+        ("HTTP/1.1 at 10k req/s", lambda: h2load(f"http://127.0.0.1:{plain}/1k", a.seconds, 10, work,
+                                                ("--h1", "--rps", "1000"))),
     ]
     results = []
+    if a.only:
+        cases = [c for c in cases if a.only in c[0]]
     try:
         for name, load in cases:
             load()  # warm-up
