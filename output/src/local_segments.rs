@@ -19,7 +19,7 @@ use crate::object::StoredObject;
 /// A segment is closed once it holds this much.
 const SEGMENT_BYTES: u64 = 64 << 20;
 /// Digests remembered for de-duplication (an object stored twice is written once).
-const RECENT: usize = 100_000;
+const RECENT: usize = 10_000;
 
 /// The open segment and the index.
 pub(crate) struct Segments {
