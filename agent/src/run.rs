@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use tapline_ebpf::{LossCounters, ProbeConfig, Probes};
+use tapline_ebpf::{ProbeConfig, Probes};
 use tapline_output::metrics::Metrics;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{info, warn};
@@ -177,21 +177,20 @@ struct ReasonLabel {
     reason: String,
 }
 
-/// Mirrors the kernel's per-CPU loss counters into `tapline_ringbuf_lost_total{reason}`.
-struct LossMetrics {
+/// Mirrors per-CPU kernel counters (totals by reason) into a Prometheus family: the kernel's
+/// losses (`tapline_ringbuf_lost_total`) and what its filters skipped (`tapline_kernel_filtered_total`).
+struct KernelCounters {
     family: Family<ReasonLabel, Counter>,
     last: HashMap<&'static str, u64>,
+    /// Log each increase (losses are worth a warning; filtered items are not).
+    warn: bool,
 }
 
-impl LossMetrics {
-    fn new(metrics: &Metrics) -> Self {
+impl KernelCounters {
+    fn new(metrics: &Metrics, name: &str, help: &str, warn: bool) -> Self {
         let family = Family::<ReasonLabel, Counter>::default();
-        metrics.register(
-            "tapline_ringbuf_lost",
-            "Kernel-side losses (records or bytes that never reached userspace), by reason",
-            family.clone(),
-        );
-        Self { family, last: HashMap::new() }
+        metrics.register(name, help, family.clone());
+        Self { family, last: HashMap::new(), warn }
     }
 
     /// Records and bytes the kernel lost so far (records only: bytes are not items).
@@ -203,14 +202,16 @@ impl LossMetrics {
             .sum()
     }
 
-    fn update(&mut self, counters: &LossCounters) {
-        for (reason, total) in &counters.by_reason {
-            let prev = self.last.insert(reason, *total).unwrap_or(0);
-            // Every reason is exported, at 0 until something is lost.
+    fn update<'a>(&mut self, totals: impl IntoIterator<Item = &'a (&'static str, u64)>) {
+        for &(reason, total) in totals {
+            let prev = self.last.insert(reason, total).unwrap_or(0);
+            // Every reason is exported, at 0 until something happens.
             let counter = self.family.get_or_create(&ReasonLabel { reason: reason.to_string() });
-            if *total > prev {
+            if total > prev {
                 counter.inc_by(total - prev);
-                warn!(reason = *reason, lost = total - prev, "the kernel dropped capture data");
+                if self.warn {
+                    warn!(reason, lost = total - prev, "the kernel dropped capture data");
+                }
             }
         }
     }
@@ -257,35 +258,6 @@ fn push_kernel_filters(probes: &mut tapline_ebpf::Probes, pipeline: &mut Pipelin
         }
     }
     tracing::debug!(processes = n, exes = exes.len(), "kernel filters pushed");
-}
-
-/// Kernel filter counters as `tapline_kernel_filtered{reason}`.
-struct FilteredMetrics {
-    family: Family<ReasonLabel, Counter>,
-    last: HashMap<&'static str, u64>,
-}
-
-impl FilteredMetrics {
-    fn new(metrics: &Metrics) -> Self {
-        let family = Family::<ReasonLabel, Counter>::default();
-        metrics.register(
-            "tapline_kernel_filtered",
-            "What the kernel skipped on purpose (tap.filters, tap.direction, ignore_loopback), by reason",
-            family.clone(),
-        );
-        Self { family, last: HashMap::new() }
-    }
-
-    fn update(&mut self, probes: &tapline_ebpf::Probes) {
-        let Ok(counters) = probes.filters().counters() else { return };
-        for (reason, total) in counters {
-            let prev = self.last.insert(reason, total).unwrap_or(0);
-            let c = self.family.get_or_create(&ReasonLabel { reason: reason.to_string() });
-            if total > prev {
-                c.inc_by(total - prev);
-            }
-        }
-    }
 }
 
 /// The process table, naming containers through the Docker Engine API and containerd when
@@ -407,9 +379,19 @@ fn run_agent(common: &CommonArgs, args: &RunArgs) -> Result<(), RunError> {
             &metrics,
         ));
         push_kernel_filters(&mut probes, &mut pipeline.borrow_mut());
-        let mut filtered = FilteredMetrics::new(&metrics);
-        let mut loss = LossMetrics::new(&metrics);
-        loss.update(&probes.loss_counters()?);
+        let mut filtered = KernelCounters::new(
+            &metrics,
+            "tapline_kernel_filtered",
+            "What the kernel skipped on purpose (tap.filters, tap.direction, ignore_loopback), by reason",
+            false,
+        );
+        let mut loss = KernelCounters::new(
+            &metrics,
+            "tapline_ringbuf_lost",
+            "Kernel-side losses (records or bytes that never reached userspace), by reason",
+            true,
+        );
+        loss.update(&probes.loss_counters()?.by_reason);
         let decode_errors = metrics.component("reader", "ringbuf");
         let mut sigterm = signal(SignalKind::terminate()).map_err(io("installing the SIGTERM handler"))?;
         let mut sigint = signal(SignalKind::interrupt()).map_err(io("installing the SIGINT handler"))?;
@@ -418,7 +400,7 @@ fn run_agent(common: &CommonArgs, args: &RunArgs) -> Result<(), RunError> {
         let mut ticks: u64 = 0;
         let (mut pending_flush, mut last_flush) = (false, std::time::Instant::now());
         let mut status_line = crate::status::Status::new(args.status_interval_secs.map(Duration::from_secs));
-        let snapshot = |p: &Pipeline, loss: &LossMetrics| {
+        let snapshot = |p: &Pipeline, loss: &KernelCounters| {
             let (events, objects) = p.totals();
             crate::status::Snapshot {
                 connections: p.active_connections(),
@@ -494,9 +476,11 @@ fn run_agent(common: &CommonArgs, args: &RunArgs) -> Result<(), RunError> {
                             pipeline.borrow().emit_attach_issue(&issue, SystemTime::now());
                         }
                     }
-                    filtered.update(&probes);
+                    if let Ok(c) = probes.filters().counters() {
+                        filtered.update(&c);
+                    }
                     match probes.loss_counters() {
-                        Ok(c) => loss.update(&c),
+                        Ok(c) => loss.update(&c.by_reason),
                         Err(e) => warn!(error = %e, "cannot read the kernel loss counters"),
                     }
                 }
@@ -510,7 +494,7 @@ fn run_agent(common: &CommonArgs, args: &RunArgs) -> Result<(), RunError> {
             }
         }
         if let Ok(c) = probes.loss_counters() {
-            loss.update(&c);
+            loss.update(&c.by_reason);
         }
         drop(probes);
         let mut p = pipeline.borrow_mut();

@@ -479,8 +479,10 @@ fn go_client_and_server_stripped_and_not() {
             let ev = agent.events();
             let conns: Vec<&serde_json::Value> =
                 ["egress-internal", "ingress"].iter().flat_map(|d| connections_to(&ev, port, d)).collect();
+            let m = agent.get("/metrics").map(|m| m.1).unwrap_or_default();
+            let counters: Vec<&str> = m.lines().filter(|l| l.starts_with("tapline_") && !l.ends_with(" 0")).collect();
             panic!(
-                "{e}\nconnections on {port}: {conns:#?}\nrecords: {:#?}\nstderr: {}",
+                "{e}\nconnections on {port}: {conns:#?}\nrecords: {:#?}\ncounters: {counters:#?}\nstderr: {}",
                 records_on(&ev, port, "ingress"),
                 agent.stderr()
             )
