@@ -174,8 +174,15 @@ fn abusive_clients_are_cut_counted_and_the_rest_is_captured() {
         o["request"]["path"] == "/abuse-chunked"
     });
     if let Some(r) = chunked {
+        // Cut at --http-buffer-size; or, when the flooded ring lost part of it, ended at the
+        // gap (the loss is counted by the kernel).
         let o = fetch_object(&agent, r);
-        assert_eq!(o["request"]["body_truncated"], true, "{}", o["request"]);
+        let body_len = o["request"]["body"].as_str().map_or(0, str::len);
+        assert!(
+            o["request"]["body_truncated"] == true || ring_lost > 0,
+            "body_truncated {} with {body_len} base64 bytes and no kernel loss",
+            o["request"]["body_truncated"]
+        );
     } else {
         // Only acceptable when the kernel reported losing part of it.
         assert!(
