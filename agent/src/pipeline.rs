@@ -365,7 +365,7 @@ impl Pipeline {
                     self.m.dns.discarded("filtered_process", 1);
                     return;
                 }
-                let scope = self.dns_scope(pid, comm_str(&comm));
+                let scope = Self::dns_scope(&process);
                 self.learn_dns(scope, bytes, truncated);
                 if self.settings.audit_include_dns {
                     self.audit_dns(&process, local, server, bytes.len() as u64, self.clock.wall(ts_ns));
@@ -407,7 +407,7 @@ impl Pipeline {
             return;
         }
         self.m.connections.received(1);
-        let scope = self.dns_scope(pid, comm);
+        let scope = Self::dns_scope(&process);
         let dns_name = (role != Role::Server)
             .then(|| self.dns.name_for(scope, remote.ip(), std::time::Instant::now()).map(str::to_string))
             .flatten();
@@ -456,9 +456,9 @@ impl Pipeline {
 
     /// The DNS scope of a process: its container (answers a container got name its
     /// connections first), or 0 for the host.
-    fn dns_scope(&mut self, pid: u32, comm: &[u8]) -> u64 {
+    fn dns_scope(process: &crate::process::ProcessInfo) -> u64 {
         use std::hash::{Hash, Hasher};
-        match self.processes.get(pid, None, comm).container_id {
+        match &process.container_id {
             Some(id) => {
                 let mut h = std::collections::hash_map::DefaultHasher::new();
                 id.hash(&mut h);
@@ -613,8 +613,7 @@ impl Pipeline {
                         buf.clear();
                         self.m.dns.discarded("tcp_message_too_large", 1);
                     }
-                    let (pid, comm) = (conn.pid, conn.process.comm.clone().unwrap_or_default());
-                    let scope = self.dns_scope(pid, comm.as_bytes());
+                    let scope = Self::dns_scope(&conn.process);
                     for m in msgs {
                         self.learn_dns(scope, &m, false);
                     }
@@ -724,7 +723,9 @@ impl Pipeline {
             server_side,
             fallback_authority: dst.to_string(),
         };
-        let tags = settings.tags(&conn.process, conn.app().tag_protocol().as_str());
+        // Built once per batch, and only when a plugin reads them (rules, issues, request events).
+        let tags_cell = std::cell::OnceCell::new();
+        let tags = || tags_cell.get_or_init(|| settings.tags(&conn.process, conn.app().tag_protocol().as_str()));
         for mut txn in out.transactions {
             m.capture.received(1);
             let host = conn.host.as_deref();
@@ -744,18 +745,24 @@ impl Pipeline {
             }
             let url = format!("{}://{}{}", ctx.scheme, host.unwrap_or(&endpoint_id), txn.request.target);
             // The rule fields, built once for every plugin that reads them.
-            let fields =
-                stack.needs_fields().then(|| crate::plugins::fields::transaction_fields(&txn, conn, ctx.scheme, &tags));
+            let fields = stack
+                .needs_fields()
+                .then(|| crate::plugins::fields::transaction_fields(&txn, conn, ctx.scheme, tags()));
             if let Some(al) = &stack.access_logs {
                 Self::access_log(al, &txn, conn, &url, fields.as_ref());
             }
             let decision = stack.decide(fields.as_ref(), || m.capture.error("rule_missing_field"));
             let mut level = decision.level;
             let request_id = new_id();
-            for hit in crate::plugins::detect_errors::check(&stack.error_rules, &txn, &url, &tags) {
+            let hits = if stack.error_rules.is_empty() {
+                Vec::new()
+            } else {
+                crate::plugins::detect_errors::check(&stack.error_rules, &txn, &url, tags())
+            };
+            for hit in hits {
                 level = level.max(hit.level);
                 if hit.report {
-                    let issue = Self::error_issue(conn, &tags, &txn, &request_id, &url, hit, now);
+                    let issue = Self::error_issue(conn, tags(), &txn, &request_id, &url, hit, now);
                     Self::emit(m, events, Event::Issue(issue));
                 }
             }
@@ -769,7 +776,7 @@ impl Pipeline {
                 continue;
             };
             if let Some(auth) = auth {
-                Self::emit(m, events, Event::Request(Self::request_event(&captured, &tags, auth)));
+                Self::emit(m, events, Event::Request(Self::request_event(&captured, tags(), auth)));
             }
             if level == CaptureLevel::None {
                 m.capture.discarded("level_none", 1);

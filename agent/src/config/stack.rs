@@ -119,6 +119,9 @@ impl Stacks {
     /// The stack of a transaction to `host` (its HTTP host), else to `endpoint` (its SNI,
     /// DNS name or IP): the endpoint's own stack when one is configured, else the default.
     pub fn for_host(&self, host: Option<&str>, endpoint: &str) -> &StackPlan {
+        if self.endpoints.is_empty() {
+            return &self.default; // the common case: no lowercased copies per transaction
+        }
         host.and_then(|h| self.endpoints.get(&h.to_ascii_lowercase()))
             .or_else(|| self.endpoints.get(&endpoint.to_ascii_lowercase()))
             .unwrap_or(&self.default)
