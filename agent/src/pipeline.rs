@@ -217,6 +217,8 @@ pub struct Pipeline {
     execs: Vec<(u32, SystemTime)>,
     /// Kernel filter decisions not yet pushed (`(pid, flags)`).
     kernel_skips: Vec<(u32, u32)>,
+    /// Whether any stack may need message bodies (from the settings; read for every data record).
+    keep_bodies: bool,
 }
 
 /// DNS-over-TCP bytes buffered per connection while a message is incomplete.
@@ -268,6 +270,7 @@ impl Pipeline {
     ) -> Self {
         let mut processes = processes;
         processes.add_env_vars(settings.env_vars());
+        let keep_bodies = settings.keep_bodies();
         Self {
             settings,
             clock,
@@ -280,6 +283,7 @@ impl Pipeline {
             dns: DnsNames::new(),
             execs: Vec::new(),
             kernel_skips: Vec::new(),
+            keep_bodies,
         }
     }
 
@@ -290,6 +294,7 @@ impl Pipeline {
         new.local_ip = self.settings.local_ip;
         new.agent_instance = std::mem::take(&mut self.settings.agent_instance);
         self.processes.add_env_vars(new.env_vars());
+        self.keep_bodies = new.keep_bodies();
         self.settings = new;
     }
 
@@ -451,7 +456,7 @@ impl Pipeline {
     }
 
     fn policy(&self) -> BodyPolicy {
-        BodyPolicy { keep: self.settings.keep_bodies(), cap: self.settings.body_cap }
+        BodyPolicy { keep: self.keep_bodies, cap: self.settings.body_cap }
     }
 
     /// The DNS scope of a process: its container (answers a container got name its
