@@ -34,7 +34,30 @@ pub struct Http1Conn {
     /// The kernel direction that carries requests (egress for a client, ingress for a server).
     requests: Direction,
     upgraded: bool,
+    /// Responses that arrived before their request (see [`ResponseHold`]).
+    hold: ResponseHold,
 }
+
+/// Response bytes that arrived while no request was waiting for one, on a connection seen
+/// from its start. Two threads of one process (a writer and a reader) report their calls
+/// independently: the reader's record of the response can reach the agent before the
+/// writer's record of the request (the writer was descheduled between its write and the
+/// probe that reports it). On a connection followed from its first byte, a response with no
+/// request outstanding can only be such a reordering, so it waits for its request. On a
+/// connection met mid-life it is the answer to a request never seen: no holding there.
+#[derive(Default)]
+struct ResponseHold {
+    /// Whether responses may be held (connection seen from its start, no request bytes lost).
+    enabled: bool,
+    /// Held chunks with the time each arrived.
+    chunks: Vec<(Vec<u8>, SystemTime)>,
+    /// Bytes in `chunks`.
+    bytes: usize,
+}
+
+/// Response bytes held at most while their request is awaited; beyond that they are
+/// parsed as they are (an orphan response, counted).
+const HOLD_LIMIT: usize = 64 * 1024;
 
 /// An HTTP/2 connection being parsed.
 pub struct Http2Conn {
@@ -288,9 +311,19 @@ fn decide(role: Role, egress: &[u8], ingress: &[u8]) -> Decision {
             Some(_) => Decision::Other,
             // The peer spoke first: HTTP/1 clients always speak first, but an HTTP/2 server
             // may send its SETTINGS before the client's preface is seen: wait for the preface.
+            // An HTTP/1 response first is a request whose record arrived late (another
+            // thread's call): the parser holds the response until its request.
             None if res.is_some() => {
                 let res_bytes = if req_dir == Direction::Egress { ingress } else { egress };
-                if looks_like_h2_frames(res_bytes) { Decision::Wait } else { Decision::Other }
+                if looks_like_h2_frames(res_bytes) {
+                    Decision::Wait
+                } else {
+                    match res {
+                        Some(Detection::Response) => Decision::Http1 { requests: req_dir },
+                        Some(Detection::NeedMore) => Decision::Wait,
+                        _ => Decision::Other,
+                    }
+                }
             }
             None => Decision::Wait,
         };
@@ -396,7 +429,7 @@ impl L7State {
     pub fn buffered_bytes(&self) -> usize {
         match self {
             L7State::Detecting { egress, ingress } => egress.len() + ingress.len(),
-            L7State::Http1(h) => h.parser.buffered_bytes(),
+            L7State::Http1(h) => h.parser.buffered_bytes() + h.hold.bytes,
             L7State::Http2(h) => h.parser.buffered_bytes(),
             L7State::Tls(t) => t.buffered_bytes(),
             L7State::Other => 0,
@@ -455,6 +488,8 @@ impl L7State {
                             assembler: Assembler::new(policy),
                             requests,
                             upgraded: false,
+                            // Known roles come from connect/accept: seen from the start.
+                            hold: ResponseHold { enabled: role != Role::Unknown, ..Default::default() },
                         });
                         replay(requests, std::mem::take(egress), std::mem::take(ingress), |d, b| h.feed(d, b, at, out));
                         *self = L7State::Http1(h);
@@ -469,6 +504,12 @@ impl L7State {
         match self {
             L7State::Http1(h) => {
                 if !h.upgraded {
+                    // Held responses go first; once requests were lost a response without
+                    // a request may be the answer to a lost one: hold nothing more.
+                    h.release_held(out);
+                    if dir == h.requests {
+                        h.hold.enabled = false;
+                    }
                     h.parser.gap(h.side(dir), missing);
                     h.drain(at, out);
                 }
@@ -500,6 +541,7 @@ impl L7State {
         }
         if let L7State::Http1(h) = self {
             if !h.upgraded {
+                h.release_held(out);
                 h.parser.close(Side::Client);
                 h.parser.close(Side::Server);
                 h.drain(at, out);
@@ -569,8 +611,31 @@ impl Http1Conn {
         if self.upgraded {
             return;
         }
+        if dir != self.requests && self.hold.enabled && (self.hold.bytes > 0 || self.assembler.in_flight() == 0) {
+            if self.hold.bytes + bytes.len() <= HOLD_LIMIT {
+                self.hold.bytes += bytes.len();
+                self.hold.chunks.push((bytes.to_vec(), at));
+                return;
+            }
+            self.release_held(out);
+        }
         self.parser.feed(self.side(dir), bytes);
         self.drain(at, out);
+        if dir == self.requests && self.hold.bytes > 0 && self.assembler.in_flight() > 0 {
+            self.release_held(out);
+        }
+    }
+
+    /// Parses the held response bytes, each at the time it arrived.
+    fn release_held(&mut self, out: &mut L7Output) {
+        self.hold.bytes = 0;
+        for (b, at) in std::mem::take(&mut self.hold.chunks) {
+            // After an upgrade the parser keeps what follows for the new protocol.
+            self.parser.feed(Side::Server, &b);
+            if !self.upgraded {
+                self.drain(at, out);
+            }
+        }
     }
 
     fn drain(&mut self, at: SystemTime, out: &mut L7Output) {
@@ -680,6 +745,95 @@ mod tests {
         );
         assert_eq!(out.transactions.len(), 1);
         assert_eq!(out.notices, vec![Notice::OrphanResponse]);
+    }
+
+    /// A client's reader thread can report the response before its writer thread reports
+    /// the request (seen with Go's crypto/tls: readLoop and writeLoop goroutines).
+    #[test]
+    fn response_reported_before_its_request_is_paired_with_it() {
+        let t0 = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000);
+        let t1 = t0 + std::time::Duration::from_millis(5);
+        let mut out = L7Output::default();
+        let mut s = L7State::default();
+        s.on_data(Role::Client, Direction::Ingress, b"HTTP/1.1 200 OK\r\nContent-Len", t0, policy(), &mut out);
+        s.on_data(Role::Client, Direction::Ingress, b"gth: 2\r\n\r\nhi", t0, policy(), &mut out);
+        assert_eq!(s.protocol(), L7Protocol::Http1);
+        assert!(out.transactions.is_empty() && out.notices.is_empty(), "held, not an orphan");
+        assert!(s.buffered_bytes() > 0);
+        s.on_data(Role::Client, Direction::Egress, b"GET /first HTTP/1.1\r\nHost: a\r\n\r\n", t1, policy(), &mut out);
+        assert_eq!(out.transactions.len(), 1);
+        assert_eq!(out.transactions[0].request.target, "/first");
+        assert_eq!(out.transactions[0].response_body.bytes, b"hi");
+        assert_eq!(out.transactions[0].response_time, Some(t0), "the response keeps its own time");
+        // Keep-alive: a HEAD response (no body despite Content-Length) then a GET response,
+        // both before their requests; framing needs the HEAD request, which comes later.
+        s.on_data(
+            Role::Client,
+            Direction::Ingress,
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n",
+            t1,
+            policy(),
+            &mut out,
+        );
+        s.on_data(Role::Client, Direction::Egress, b"HEAD /h HTTP/1.1\r\n\r\n", t1, policy(), &mut out);
+        s.on_data(
+            Role::Client,
+            Direction::Ingress,
+            b"HTTP/1.1 201 Created\r\nContent-Length: 3\r\n\r\nabc",
+            t1,
+            policy(),
+            &mut out,
+        );
+        s.on_data(Role::Client, Direction::Egress, b"GET /third HTTP/1.1\r\n\r\n", t1, policy(), &mut out);
+        assert!(out.notices.is_empty(), "{:?}", out.notices);
+        let got: Vec<(&str, u16)> = out
+            .transactions
+            .iter()
+            .map(|t| (t.request.target.as_str(), t.response.as_ref().map_or(0, |r| r.status)))
+            .collect();
+        assert_eq!(got, vec![("/first", 200), ("/h", 200), ("/third", 201)]);
+        assert_eq!(s.buffered_bytes(), 0);
+    }
+
+    #[test]
+    fn held_responses_are_bounded_and_released_as_orphans() {
+        let now = SystemTime::now();
+        // A server that answers without any request: held up to the limit, then parsed.
+        let mut out = L7Output::default();
+        let mut s = L7State::default();
+        s.on_data(
+            Role::Client,
+            Direction::Ingress,
+            b"HTTP/1.1 200 OK\r\nContent-Length: 200000\r\n\r\n",
+            now,
+            policy(),
+            &mut out,
+        );
+        for _ in 0..200 {
+            s.on_data(Role::Client, Direction::Ingress, &[b'x'; 1000], now, policy(), &mut out);
+            assert!(s.buffered_bytes() <= HOLD_LIMIT, "{}", s.buffered_bytes());
+        }
+        assert_eq!(out.notices, vec![Notice::OrphanResponse]);
+        // Released at close too.
+        let mut out = L7Output::default();
+        let mut s = L7State::default();
+        s.on_data(Role::Client, Direction::Ingress, b"HTTP/1.1 204 No Content\r\n\r\n", now, policy(), &mut out);
+        assert!(out.notices.is_empty());
+        s.on_close(now, &mut out);
+        assert_eq!(out.notices, vec![Notice::OrphanResponse]);
+        // After request bytes were lost, a response alone may answer the lost request.
+        let mut out = L7Output::default();
+        let mut s = L7State::default();
+        s.on_data(Role::Client, Direction::Egress, b"GET /a HTTP/1.1\r\n\r\n", now, policy(), &mut out);
+        s.on_data(Role::Client, Direction::Ingress, b"HTTP/1.1 204 No Content\r\n\r\n", now, policy(), &mut out);
+        assert_eq!(out.transactions.len(), 1);
+        s.on_gap(Direction::Egress, 100, now, &mut out);
+        s.on_data(Role::Client, Direction::Ingress, b"HTTP/1.1 204 No Content\r\n\r\n", now, policy(), &mut out);
+        assert!(out.notices.contains(&Notice::OrphanResponse), "not held after a request gap: {:?}", out.notices);
+        // Text from a server that is not an HTTP response is still not HTTP.
+        let mut s = L7State::default();
+        s.on_data(Role::Client, Direction::Ingress, b"SSH-2.0-OpenSSH_9.2\r\n", now, policy(), &mut out);
+        assert!(matches!(s, L7State::Other));
     }
 
     #[test]
