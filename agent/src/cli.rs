@@ -88,6 +88,10 @@ pub struct RunArgs {
     /// containerd namespace to look containers up in (`k8s.io` is the kubelet's).
     #[arg(long, env = "CONTAINERD_NAMESPACE", default_value = "k8s.io")]
     pub containerd_namespace: String,
+    /// Kubernetes CRI runtime socket (CRI-O; or containerd's, whose CRI plugin answers too):
+    /// container name, image and pod for ids the Docker API and containerd do not know.
+    #[arg(long, alias = "cri-socket-endpoint", env = "CRI_SOCKET", default_value = "/var/run/crio/crio.sock")]
+    pub cri_socket: PathBuf,
     /// Tags added to every connection, `key:value,key:value` (qtap's `--tags`).
     #[arg(long, env = "QPOINT_DEPLOYMENT_TAGS", default_value = "", value_parser = parse_tags)]
     pub tags: DeploymentTags,

@@ -260,8 +260,8 @@ fn push_kernel_filters(probes: &mut tapline_ebpf::Probes, pipeline: &mut Pipelin
     tracing::debug!(processes = n, exes = exes.len(), "kernel filters pushed");
 }
 
-/// The process table, naming containers through the Docker Engine API and containerd when
-/// their sockets exist.
+/// The process table, naming containers through the Docker Engine API, containerd and a CRI
+/// runtime when their sockets exist.
 fn processes(args: &RunArgs) -> ProcessTable {
     use process::containers::{ContainerResolver, Runtime};
     let mut runtimes = Vec::new();
@@ -270,6 +270,9 @@ fn processes(args: &RunArgs) -> ProcessTable {
     }
     if args.containerd_socket.exists() {
         runtimes.push(Runtime::Containerd(args.containerd_socket.clone(), args.containerd_namespace.clone()));
+    }
+    if args.cri_socket.exists() {
+        runtimes.push(Runtime::Cri(args.cri_socket.clone()));
     }
     let mut table = ProcessTable::new("/proc".into());
     let n = table.warm_up();

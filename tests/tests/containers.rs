@@ -1,6 +1,6 @@
-//! End to end, as root, without Docker: a process placed in a docker-style cgroup (and its own
-//! mount namespace) is attributed to that container, whose name, image and pod come from a
-//! fake Docker Engine API on a unix socket.
+//! End to end, as root, without Docker or Kubernetes: a process placed in a docker-style or
+//! CRI-O-style cgroup (and its own mount namespace) is attributed to that container, whose
+//! name, image and pod come from a fake Docker Engine API or a gRPC CRI runtime on a unix socket.
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixListener;
@@ -51,21 +51,31 @@ fn fake_engine(sock: PathBuf, id: String) {
     });
 }
 
-#[test]
-fn a_process_in_a_docker_cgroup_is_named_by_the_engine_api() {
-    let _lock = probe_lock();
-    let (_server, port) = start_http_server("127.0.0.1").expect("server");
-    let dir = tempfile::tempdir().unwrap();
-    let id: String = sha1_hex(format!("tapline-{}-{:?}", std::process::id(), std::time::SystemTime::now()).as_bytes())
+/// A 64-hex container id unique to this run.
+fn container_id() -> String {
+    sha1_hex(format!("tapline-{}-{:?}", std::process::id(), std::time::SystemTime::now()).as_bytes())
         .chars()
         .chain("0123456789abcdef0123456789abcdef".chars())
         .take(64)
-        .collect();
-    let sock = dir.path().join("docker.sock");
-    fake_engine(sock.clone(), id.clone());
-    let cgroup = cgroup2_root().join("system.slice").join(format!("docker-{id}.scope"));
+        .collect()
+}
+
+/// What a runtime is expected to say about the test container.
+struct Named<'a> {
+    name: &'a str,
+    image: &'a str,
+    pod: &'a str,
+    namespace: &'a str,
+}
+
+/// Runs curl in `cgroup` (created under the cgroup2 root, removed after) and its own mount
+/// namespace, with an agent started with `agent_args`; checks the container `id` is named as
+/// `want` on the connection, the record's summary and the object, and absent on the host side.
+fn curl_in_container_is_named(cgroup: &str, id: &str, agent_args: &[&str], want: Named) {
+    let (_server, port) = start_http_server("127.0.0.1").expect("server");
+    let cgroup = cgroup2_root().join(cgroup);
     std::fs::create_dir_all(&cgroup).expect("create the container's cgroup");
-    let agent = Agent::start(Some(FULL_CAPTURE), &["--docker-socket", sock.to_str().unwrap()]).expect("agent");
+    let agent = Agent::start(Some(FULL_CAPTURE), agent_args).expect("agent");
     // Join the cgroup, then run curl in a mount namespace of its own (as a container would).
     let script = format!(
         "echo $$ > {}/cgroup.procs && exec unshare -m --propagation private curl -sS -o /dev/null http://127.0.0.1:{port}/in-a-container",
@@ -80,24 +90,21 @@ fn a_process_in_a_docker_cgroup_is_named_by_the_engine_api() {
     out.expect("curl in the container");
     let ev = ev.expect("events");
     let conn = one(connections_to(&ev, port, "egress-internal"), "connection");
-    let expect = json!({"id": id, "name": "checkout-api", "image": "shop/checkout:2.4",
-        "pod": {"name": "checkout-5c9f", "namespace": "shop"}});
+    let expect = json!({"id": id, "name": want.name, "image": want.image,
+        "pod": {"name": want.pod, "namespace": want.namespace}});
     assert_eq!(conn["source"]["container"], expect, "{conn}");
-    assert_eq!(conn["tags"]["pod"], json!(["checkout-5c9f"]));
+    assert_eq!(conn["tags"]["pod"], json!([want.pod]));
     let rec = one(records_on(&ev, port, "egress-internal"), "record");
     let s = &rec["summary"];
-    assert_eq!(
-        (s["container_name"].as_str(), s["container_image"].as_str()),
-        (Some("checkout-api"), Some("shop/checkout:2.4"))
-    );
-    assert_eq!((s["pod_name"].as_str(), s["pod_namespace"].as_str()), (Some("checkout-5c9f"), Some("shop")));
+    assert_eq!((s["container_name"].as_str(), s["container_image"].as_str()), (Some(want.name), Some(want.image)));
+    assert_eq!((s["pod_name"].as_str(), s["pod_namespace"].as_str()), (Some(want.pod), Some(want.namespace)));
     let o = fetch_object(&agent, rec);
     let m = &o["metadata"];
     for (k, v) in [
-        ("container_name", "checkout-api"),
-        ("container_image", "shop/checkout:2.4"),
-        ("pod_name", "checkout-5c9f"),
-        ("pod_namespace", "shop"),
+        ("container_name", want.name),
+        ("container_image", want.image),
+        ("pod_name", want.pod),
+        ("pod_namespace", want.namespace),
     ] {
         assert_eq!(m[k], v, "{m}");
     }
@@ -106,4 +113,49 @@ fn a_process_in_a_docker_cgroup_is_named_by_the_engine_api() {
     assert!(server["destination"].get("container").is_none(), "{server}");
     let _: &Value = server;
     agent.stop().expect("stop").check_data_model().expect("data model");
+}
+
+#[test]
+fn a_process_in_a_docker_cgroup_is_named_by_the_engine_api() {
+    let _lock = probe_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let id = container_id();
+    let sock = dir.path().join("docker.sock");
+    fake_engine(sock.clone(), id.clone());
+    let none = dir.path().join("absent.sock");
+    curl_in_container_is_named(
+        &format!("system.slice/docker-{id}.scope"),
+        &id,
+        &["--docker-socket", sock.to_str().unwrap(), "--cri-socket", none.to_str().unwrap()],
+        Named { name: "checkout-api", image: "shop/checkout:2.4", pod: "checkout-5c9f", namespace: "shop" },
+    );
+}
+
+/// A Kubernetes pod's container under CRI-O (systemd cgroup driver layout), named through the
+/// CRI `ContainerStatus` call answered by grpcio standing in for CRI-O.
+#[test]
+fn a_process_in_a_crio_cgroup_is_named_by_the_cri_runtime() {
+    let _lock = probe_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let id = container_id();
+    let sock = dir.path().join("crio.sock");
+    let (_cri, _) = start_fixture(
+        "fake_runtime.py",
+        &["cri", sock.to_str().unwrap(), &id, "payments", "quay.io/shop/payments:3.1", "payments-6b7c", "billing"],
+    )
+    .expect("the CRI stand-in (python3 grpcio; scripts/install-deps.sh --test installs it)");
+    let none = dir.path().join("absent.sock");
+    curl_in_container_is_named(
+        &format!("kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod1a2b.slice/crio-{id}.scope"),
+        &id,
+        &[
+            "--cri-socket",
+            sock.to_str().unwrap(),
+            "--docker-socket",
+            none.to_str().unwrap(),
+            "--containerd-socket",
+            none.to_str().unwrap(),
+        ],
+        Named { name: "payments", image: "quay.io/shop/payments:3.1", pod: "payments-6b7c", namespace: "billing" },
+    );
 }

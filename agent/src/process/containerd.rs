@@ -6,11 +6,10 @@
 //! numbers from containerd's `api/services/containers/v1/containers.proto`); code generation
 //! would need `protoc` for three fields.
 
+use super::containers::ContainerMeta;
+use super::grpc_unix;
 use std::collections::HashMap;
 use std::path::Path;
-use std::time::Duration;
-
-use super::containers::ContainerMeta;
 
 /// `GetContainerRequest`.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -38,8 +37,6 @@ struct Container {
 }
 
 const METHOD: &str = "/containerd.services.containers.v1.Containers/Get";
-/// gRPC `NOT_FOUND`.
-const GRPC_NOT_FOUND: &str = "5";
 
 fn some(s: &str) -> Option<String> {
     Some(s.trim().to_string()).filter(|s| !s.is_empty())
@@ -57,80 +54,17 @@ fn meta_of(c: &Container) -> ContainerMeta {
     }
 }
 
-/// gRPC message framing: a 0 (uncompressed) byte and a big-endian length.
-fn frame(msg: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(5 + msg.len());
-    out.push(0);
-    out.extend_from_slice(&(msg.len() as u32).to_be_bytes());
-    out.extend_from_slice(msg);
-    out
-}
-
-fn unframe(body: &[u8]) -> Result<&[u8], String> {
-    if body.len() < 5 {
-        return Err("short gRPC answer".into());
-    }
-    if body[0] != 0 {
-        return Err("compressed gRPC answer (not asked for)".into());
-    }
-    let len = u32::from_be_bytes([body[1], body[2], body[3], body[4]]) as usize;
-    body.get(5..5 + len).ok_or_else(|| "truncated gRPC answer".to_string())
-}
-
-async fn get(socket: &Path, namespace: &str, id: &str) -> Result<Option<ContainerMeta>, String> {
-    use prost::Message;
-    let io = tokio::net::UnixStream::connect(socket).await.map_err(|e| format!("{}: {e}", socket.display()))?;
-    let (client, conn) = h2::client::handshake(io).await.map_err(|e| format!("h2 handshake: {e}"))?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    let mut client = client.ready().await.map_err(|e| e.to_string())?;
-    let req = http::Request::builder()
-        .method("POST")
-        .uri(format!("http://containerd{METHOD}"))
-        .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .header("containerd-namespace", namespace)
-        .body(())
-        .map_err(|e| e.to_string())?;
-    let (resp, mut send) = client.send_request(req, false).map_err(|e| e.to_string())?;
-    send.send_data(frame(&GetContainerRequest { id: id.to_string() }.encode_to_vec()).into(), true)
-        .map_err(|e| e.to_string())?;
-    let resp = resp.await.map_err(|e| e.to_string())?;
-    let status_in = |h: &http::HeaderMap| h.get("grpc-status").and_then(|v| v.to_str().ok()).map(str::to_string);
-    // A trailers-only answer carries grpc-status in the headers.
-    let mut status = status_in(resp.headers());
-    let mut body = resp.into_body();
-    let mut data = Vec::new();
-    while let Some(chunk) = body.data().await {
-        let chunk = chunk.map_err(|e| e.to_string())?;
-        let _ = body.flow_control().release_capacity(chunk.len());
-        data.extend_from_slice(&chunk);
-        if data.len() > 1 << 20 {
-            return Err("gRPC answer too large".into());
-        }
-    }
-    if let Ok(Some(t)) = body.trailers().await {
-        status = status.or(status_in(&t));
-    }
-    match status.as_deref() {
-        Some("0") => {}
-        Some(GRPC_NOT_FOUND) => return Ok(None),
-        Some(s) => return Err(format!("containerd answered gRPC status {s}")),
-        None => return Err("containerd answered without a gRPC status".into()),
-    }
-    let r = GetContainerResponse::decode(unframe(&data)?).map_err(|e| format!("undecodable answer: {e}"))?;
-    Ok(r.container.as_ref().map(meta_of))
-}
-
 /// Asks containerd on `socket` about container `id` in `namespace` (blocking, bounded).
 pub fn inspect(socket: &Path, namespace: &str, id: &str) -> Result<Option<ContainerMeta>, String> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
-    rt.block_on(async {
-        tokio::time::timeout(Duration::from_secs(2), get(socket, namespace, id))
-            .await
-            .unwrap_or_else(|_| Err("containerd did not answer within 2 s".into()))
-    })
+    use prost::Message;
+    let req = GetContainerRequest { id: id.to_string() }.encode_to_vec();
+    let Some(answer) = grpc_unix::unary(socket, METHOD, &[("containerd-namespace", namespace)], req)
+        .map_err(|e| format!("containerd: {e}"))?
+    else {
+        return Ok(None);
+    };
+    let r = GetContainerResponse::decode(answer.as_slice()).map_err(|e| format!("undecodable answer: {e}"))?;
+    Ok(r.container.as_ref().map(meta_of))
 }
 
 #[cfg(test)]
@@ -150,9 +84,9 @@ mod tests {
         }
         let dir = tempfile::tempdir().unwrap();
         let sock = dir.path().join("containerd.sock");
-        let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/fake_containerd.py");
+        let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/fake_runtime.py");
         let mut child = std::process::Command::new("python3")
-            .args([fixture, sock.to_str().unwrap(), "c0ffee", "api", "shop/api:1.2", "api-7d9f", "shop"])
+            .args([fixture, "containerd", sock.to_str().unwrap(), "c0ffee", "api", "shop/api:1.2", "api-7d9f", "shop"])
             .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap();
@@ -181,12 +115,10 @@ mod tests {
             image: "registry.example/shop/api:1.2".into(),
         };
         let bytes = GetContainerResponse { container: Some(c) }.encode_to_vec();
-        let back = GetContainerResponse::decode(unframe(&frame(&bytes)).unwrap()).unwrap();
+        let back = GetContainerResponse::decode(bytes.as_slice()).unwrap();
         let m = meta_of(back.container.as_ref().unwrap());
         assert_eq!(m.name.as_deref(), Some("api"));
         assert_eq!(m.image.as_deref(), Some("registry.example/shop/api:1.2"));
         assert_eq!((m.pod_name.as_deref(), m.pod_namespace.as_deref()), (Some("api-7d9f"), Some("shop")));
-        assert!(unframe(&[0, 0, 0, 0, 9, 1]).is_err(), "truncated");
-        assert!(unframe(&[1, 0, 0, 0, 0]).is_err(), "compressed");
     }
 }

@@ -1,4 +1,5 @@
-//! Container names, images and pods from the Docker Engine API (`--docker-socket`).
+//! Container names, images and pods from the Docker Engine API (`--docker-socket`), and the
+//! resolver that asks every configured runtime (Docker, containerd, a CRI runtime).
 //!
 //! A container id (from the cgroup path) is looked up once with `GET /containers/<id>/json`
 //! on the Engine's unix socket, on a thread of its own so a slow or dead daemon never stalls
@@ -91,6 +92,8 @@ pub enum Runtime {
     Docker(PathBuf),
     /// containerd on this unix socket, in this namespace (`k8s.io` under Kubernetes).
     Containerd(PathBuf, String),
+    /// A Kubernetes CRI runtime (CRI-O, containerd's CRI plugin) on this unix socket.
+    Cri(PathBuf),
 }
 
 impl Runtime {
@@ -98,6 +101,7 @@ impl Runtime {
         match self {
             Runtime::Docker(sock) => inspect(sock, id),
             Runtime::Containerd(sock, ns) => super::containerd::inspect(sock, ns, id),
+            Runtime::Cri(sock) => super::cri::inspect(sock, id),
         }
     }
 
@@ -105,6 +109,7 @@ impl Runtime {
         match self {
             Runtime::Docker(s) => format!("the Docker Engine API ({})", s.display()),
             Runtime::Containerd(s, ns) => format!("containerd ({}, namespace {ns})", s.display()),
+            Runtime::Cri(s) => format!("the CRI runtime ({})", s.display()),
         }
     }
 }

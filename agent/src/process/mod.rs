@@ -4,7 +4,9 @@
 mod cgroup;
 pub mod containerd;
 pub mod containers;
+pub mod cri;
 pub mod filter;
+mod grpc_unix;
 mod host;
 pub mod sockets;
 pub mod strategy;
