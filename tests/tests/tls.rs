@@ -350,10 +350,15 @@ fn own_mount_namespace_with_private_libssl_copy() {
 }
 
 fn rss_kib(pid: u32) -> u64 {
+    status_kib(pid, "VmRSS:")
+}
+
+/// A `/proc/<pid>/status` figure in KiB (`VmRSS:`, `VmHWM:`).
+fn status_kib(pid: u32, key: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(key))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
@@ -403,6 +408,33 @@ fn two_thousand_short_lived_https_clients() {
 }
 
 /// Builds the Go test program (tests/fixtures/gotls) with the apt Go toolchain into `dir`.
+/// TLS discovery looks at every executable that runs, but reads only the headers and symbol
+/// tables of one that is not Go: a 256 MiB executable (running before the agent starts, and
+/// started after) leaves the agent's peak memory far below its size.
+#[test]
+fn large_executables_are_not_read_whole() {
+    let _lock = probe_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big-sleep");
+    std::fs::copy("/usr/bin/sleep", &big).expect("copy sleep");
+    // Sparse padding after the ELF image: the binary still runs, and is 256 MiB long.
+    let f = std::fs::OpenOptions::new().write(true).open(&big).unwrap();
+    f.set_len(256 << 20).unwrap();
+    drop(f);
+    let before = Proc { child: Command::new(&big).arg("30").spawn().expect("run the big executable") };
+    let agent = Agent::start(None, &[]).expect("agent");
+    let after = Proc { child: Command::new(&big).arg("30").spawn().expect("run it again") };
+    // The exec record is examined within a scan period (2 s); a third exec to be sure.
+    std::thread::sleep(Duration::from_secs(3));
+    let third = Proc { child: Command::new(&big).arg("30").spawn().expect("and again") };
+    std::thread::sleep(Duration::from_secs(1));
+    let hwm = status_kib(agent.pid(), "VmHWM:");
+    eprintln!("agent peak RSS with a 256 MiB executable running: {hwm} KiB");
+    drop((before, after, third));
+    let stopped = agent.stop().expect("stop");
+    assert!(hwm > 0 && hwm < 150 * 1024, "peak {hwm} KiB (the executable is 262,144 KiB): {}", stopped.stderr);
+}
+
 fn build_go(dir: &std::path::Path, name: &str, stripped: bool) -> std::path::PathBuf {
     let out = dir.join(name);
     let mut cmd = Command::new("go");

@@ -192,6 +192,22 @@ pub enum GoBinaryError {
     },
 }
 
+/// Whether the ELF file behind `data` may be a Go executable: it has Go's build-info or
+/// function-table section, or no section headers (only reading it whole can tell then), or
+/// it does not parse (then [`inspect`] reports why). Read through an
+/// [`object::read::ReadCache`], this touches the headers only, so large executables that are
+/// not Go (most of them) are never read whole.
+pub fn may_be_go<'data, R: object::ReadRef<'data>>(data: R) -> bool {
+    match object::File::parse(data) {
+        Ok(f) => {
+            f.section_by_name(".go.buildinfo").is_some()
+                || f.section_by_name(".gopclntab").is_some()
+                || f.sections().next().is_none()
+        }
+        Err(_) => true,
+    }
+}
+
 /// Reads `path` and analyses it with [`inspect`].
 pub fn inspect_file(path: &Path) -> Result<Option<GoTlsTargets>, GoBinaryError> {
     let data = std::fs::read(path).map_err(|error| GoBinaryError::Io { path: path.to_owned(), error })?;

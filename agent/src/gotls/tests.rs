@@ -684,4 +684,15 @@ fn real_go_binaries_symtab_and_pclntab() {
     headerless[40..48].fill(0); // e_shoff
     headerless[58..64].fill(0); // e_shentsize, e_shnum, e_shstrndx
     assert!(inspect(&headerless).unwrap().is_none());
+
+    // Only Go executables (or files whose headers cannot tell) are read whole.
+    for path in [&full_path, &stripped_path] {
+        let cache = object::read::ReadCache::new(std::fs::File::open(path).unwrap());
+        assert!(may_be_go(&cache), "{}", path.display());
+    }
+    assert!(may_be_go(headerless.as_slice()), "no section headers: only a whole read can tell");
+    for not_go in ["/usr/bin/curl", "/usr/bin/python3"] {
+        let cache = object::read::ReadCache::new(std::fs::File::open(not_go).unwrap());
+        assert!(!may_be_go(&cache), "{not_go}");
+    }
 }

@@ -196,17 +196,21 @@ impl TlsAttacher {
         if let Some(done) = self.files.get(&key) {
             return *done;
         }
-        let Ok(data) = std::fs::read(path) else { return false };
+        // Headers and symbol tables only, read on demand: executables can be hundreds of MiB.
+        let Ok(file) = std::fs::File::open(path) else { return false };
+        let elf = object::read::ReadCache::new(file);
         let mut hooked = false;
         let mut retry = false;
         if self.openssl.enabled {
-            match self.attach_openssl(probes, path, &data) {
+            match self.attach_openssl(probes, path, &elf) {
                 Some(Ok(())) => hooked = true,
                 Some(Err(())) => retry = true,
                 None => {}
             }
         }
-        if self.gotls.enabled && matches!(kind, Kind::Executable) && !hooked {
+        if self.gotls.enabled && matches!(kind, Kind::Executable) && !hooked && binary::may_be_go(&elf) {
+            // A Go executable is read whole: its function table and code are parsed.
+            let Ok(data) = std::fs::read(path) else { return false };
             match binary::inspect(&data) {
                 Ok(Some(t)) => match self.attach_go(probes, path, &t) {
                     Ok(attached) => hooked = attached,
@@ -231,7 +235,12 @@ impl TlsAttacher {
     }
 
     /// `None`: no OpenSSL in the file. `Some(Err)`: it has OpenSSL but attaching failed.
-    fn attach_openssl(&mut self, probes: &mut Probes, path: &Path, data: &[u8]) -> Option<Result<(), ()>> {
+    fn attach_openssl<'data>(
+        &mut self,
+        probes: &mut Probes,
+        path: &Path,
+        data: impl object::ReadRef<'data>,
+    ) -> Option<Result<(), ()>> {
         let names: Vec<&str> = Probes::OPENSSL_FUNCTIONS.iter().map(|(n, _)| *n).collect();
         let found = symbols::function_offsets(data, &names);
         let complete = Probes::OPENSSL_FUNCTIONS

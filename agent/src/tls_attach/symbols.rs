@@ -2,11 +2,13 @@
 //! into the file offsets the kernel's uprobe API takes. One parse per file, for all the
 //! functions a probe family needs.
 
-use object::{Object, ObjectSection, ObjectSymbol, SymbolKind};
+use object::{Object, ObjectSection, ObjectSymbol, ReadRef, SymbolKind};
 
 /// File offsets of the named functions that `data` defines (from `.symtab` or `.dynsym`).
 /// Functions it does not define (including imports) are left out. Not an ELF: empty.
-pub fn function_offsets<'n>(data: &[u8], names: &[&'n str]) -> Vec<(&'n str, u64)> {
+/// `data` is the file's bytes, or a [`object::read::ReadCache`] over the open file, which
+/// reads only the headers and symbol tables (not a large executable's code and debug info).
+pub fn function_offsets<'data, 'n, R: ReadRef<'data>>(data: R, names: &[&'n str]) -> Vec<(&'n str, u64)> {
     let Ok(file) = object::File::parse(data) else { return Vec::new() };
     let mut found: Vec<(&'n str, u64)> = Vec::new();
     for sym in file.symbols().chain(file.dynamic_symbols()) {
@@ -47,7 +49,7 @@ mod tests {
     fn finds_openssl_functions_in_libssl_at_their_code() {
         let data = std::fs::read(libssl()).unwrap();
         let names = ["SSL_write", "SSL_read", "SSL_write_ex", "SSL_read_ex", "no_such_fn"];
-        let found = function_offsets(&data, &names);
+        let found = function_offsets(data.as_slice(), &names);
         assert_eq!(found.len(), 4, "{found:?}");
         for (name, off) in &found {
             let off = *off as usize;
@@ -61,11 +63,19 @@ mod tests {
     }
 
     #[test]
+    fn reading_through_a_cache_finds_the_same_offsets() {
+        let names = ["SSL_write", "SSL_read", "SSL_write_ex", "SSL_read_ex"];
+        let whole = function_offsets(std::fs::read(libssl()).unwrap().as_slice(), &names);
+        let cache = object::read::ReadCache::new(std::fs::File::open(libssl()).unwrap());
+        assert_eq!(function_offsets(&cache, &names), whole);
+    }
+
+    #[test]
     fn imports_and_non_elf_give_nothing() {
         // curl imports SSL_write from libssl: an undefined symbol is not a place to probe.
         let curl = std::fs::read("/usr/bin/curl").unwrap();
-        assert!(function_offsets(&curl, &["SSL_write"]).is_empty());
-        assert!(function_offsets(b"#!/bin/sh\necho hi\n", &["SSL_write"]).is_empty());
-        assert!(function_offsets(&[], &["SSL_write"]).is_empty());
+        assert!(function_offsets(curl.as_slice(), &["SSL_write"]).is_empty());
+        assert!(function_offsets(&b"#!/bin/sh\necho hi\n"[..], &["SSL_write"]).is_empty());
+        assert!(function_offsets(&[][..], &["SSL_write"]).is_empty());
     }
 }
