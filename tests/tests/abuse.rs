@@ -153,10 +153,11 @@ fn abusive_clients_are_cut_counted_and_the_rest_is_captured() {
         metric(&m, "tapline_stream_gaps_total "),
         metric(&m, "tapline_ringbuf_lost_total{reason=\"ring_full_records\"} ")
     );
-    // Measured: 72 MiB alone; once 266 MiB inside the full suite (the consumer far behind a
-    // flooded ring, many connections whose close was lost holding their parser buffers until
-    // the process is gone). The bound is the per-connection caps, not what clients send.
-    assert!(hwm < 384 * 1024, "peak RSS {hwm} KiB: memory is bounded by the caps, not by what clients send");
+    // Measured: 66-72 MiB, alone or beside the unit tests. (Inside the full suite it once read
+    // 266 MiB: TLS discovery then read every running executable whole, here the 223 MiB unit
+    // test binary running in parallel; it now reads headers and symbols only.) The bound is
+    // the benchmark's "under load" target: per-connection caps, not what clients send.
+    assert!(hwm < 150 * 1024, "peak RSS {hwm} KiB: memory is bounded by the caps, not by what clients send");
     let ring_lost = metric(&m, "tapline_ringbuf_lost_total{reason=\"ring_full_records\"} ");
     eprintln!("abuse: normal client: {normal_records} of 40 captured");
     assert!(normal_records <= 40, "no duplicates");
