@@ -33,7 +33,7 @@ use tapline_output::s3::{S3Config, S3ObjectStore};
 /// rounded down (docs/benchmarks.md). Quick mode fails below half of a floor, so only a large
 /// regression trips it, not the noise of a shared machine.
 const FLOORS: [(&str, f64); 3] =
-    [("http1-summary", 45_000.0), ("http1-full-1k", 18_000.0), ("http2-summary", 45_000.0)];
+    [("http1-summary", 70_000.0), ("http1-full-1k", 32_000.0), ("http2-summary", 70_000.0)];
 
 /// Transactions per connection (keep-alive; HTTP/2: streams on one connection).
 const HTTP1_TX_PER_CONN: usize = 10;

@@ -413,3 +413,45 @@ fn curl_zcat_jq_on_record_urls() {
     let out = Command::new("sh").arg("-c").arg(format!("{curl} '{base}' | zcat | jq -c .i")).output().unwrap();
     assert_eq!(String::from_utf8(out.stdout).unwrap(), "0\n1\n2\n3\n4\n");
 }
+
+/// The gzip level of batch members: 1 by default (the fastest), `gzip_level` otherwise; every
+/// member decodes to its object whatever the level. Needs no server: the uploads are read
+/// from the sink.
+#[test]
+fn gzip_level_of_members() {
+    // Compressible objects (repeated JSON), so levels differ in size.
+    let objs: Vec<StoredObject> = (0..200)
+        .map(|i| {
+            let bytes = format!("{{\"i\":{i},\"headers\":{}}}", "{\"content-type\":\"application/json\"},".repeat(40))
+                .into_bytes();
+            StoredObject { digest: digest_hex(&bytes), content_type: "application/json", bytes }
+        })
+        .collect();
+    let batch_bytes = |level: Option<u32>| {
+        let mut cfg = S3Config::new("levels");
+        if let Some(l) = level {
+            cfg.gzip_level = l;
+        }
+        let index = tempfile::tempdir().unwrap();
+        let (store, items) = store(cfg, index.path());
+        for o in &objs {
+            let loc = store.put(o.clone()).unwrap();
+            assert!(loc.url.contains("#bytes="), "{}", loc.url);
+        }
+        store.flush();
+        let items = items.lock().unwrap().clone();
+        let mut whole = Vec::new();
+        for item in &items {
+            whole.extend_from_slice(decode_upload(item).unwrap().1);
+        }
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut MultiGzDecoder::new(whole.as_slice()), &mut text).unwrap();
+        let want: String = objs.iter().map(|o| format!("{}\n", String::from_utf8_lossy(&o.bytes))).collect();
+        assert_eq!(text, want, "level {level:?}: every member decodes to its object");
+        whole.len()
+    };
+    let (default, one, six, stored) =
+        (batch_bytes(None), batch_bytes(Some(1)), batch_bytes(Some(6)), batch_bytes(Some(0)));
+    assert_eq!(default, one, "the default level is 1");
+    assert!(six < one && one < stored, "level 6 {six} < level 1 {one} < level 0 {stored}");
+}

@@ -71,7 +71,8 @@ pub fn effective_yaml(eff: &super::Effective) -> String {
         ObjectStoreKind::Stdout => json!({"type": "stdout"}),
         ObjectStoreKind::S3(c) => json!({"type": "s3", "endpoint": c.endpoint, "bucket": c.bucket, "region": c.region,
             "insecure": c.insecure, "access_key": secret(&c.access_key), "secret_key": secret(&c.secret_key),
-            "batch": c.batch, "batch_max_bytes": c.max_batch_bytes, "batch_max_seconds": c.max_batch_age.as_secs()}),
+            "batch": c.batch, "batch_max_bytes": c.max_batch_bytes, "batch_max_seconds": c.max_batch_age.as_secs(),
+            "gzip_level": c.gzip_level}),
         ObjectStoreKind::Forward(f) => forward(f),
     };
     let st = eff.stacks();

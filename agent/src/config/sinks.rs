@@ -127,6 +127,8 @@ pub struct S3Extra {
     pub batch_max_seconds: Option<f64>,
     /// Key prefix inside the bucket.
     pub prefix: Option<String>,
+    /// gzip level of batch members, 0–9 (default 1: the fastest).
+    pub gzip_level: Option<u32>,
 }
 
 /// A resolved Forward store: the transport's settings and how records are batched.
@@ -242,6 +244,12 @@ pub fn s3(c: &ObjectStoreConfig, origin: &str, base: &str) -> Result<S3Config, C
     }
     s3.max_batch_age = seconds(extra.batch_max_seconds, s3.max_batch_age, origin, format!("{base}.batch_max_seconds"))?;
     s3.key_prefix = extra.prefix.unwrap_or_default();
+    if let Some(level) = extra.gzip_level {
+        if level > 9 {
+            return Err(invalid(origin, format!("{base}.gzip_level"), "a gzip level is 0 to 9"));
+        }
+        s3.gzip_level = level;
+    }
     Ok(s3)
 }
 
@@ -293,5 +301,11 @@ mod tests {
         let s = s3(&c, "q", "s").unwrap();
         assert!(s.access_key.is_none(), "no keys: the AWS credential chain");
         assert_eq!(s.region, "us-east-1");
+        assert_eq!(s.gzip_level, 1, "the fastest gzip level by default");
+        let c: ObjectStoreConfig = serde_yaml_ng::from_str("type: s3\nbucket: b\ngzip_level: 6").unwrap();
+        assert_eq!(s3(&c, "q", "s").unwrap().gzip_level, 6);
+        let c: ObjectStoreConfig = serde_yaml_ng::from_str("type: s3\nbucket: b\ngzip_level: 12").unwrap();
+        let e = s3(&c, "q", "services.object_stores[0]").unwrap_err().to_string();
+        assert!(e.contains("services.object_stores[0].gzip_level") && e.contains("0 to 9"), "{e}");
     }
 }

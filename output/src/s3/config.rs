@@ -36,6 +36,11 @@ pub const MIN_PART_SIZE: u64 = 5 << 20;
 /// Default multipart part size (8 MiB; S3 requires at least 5 MiB except for the last part).
 pub const DEFAULT_PART_SIZE: u64 = 8 << 20;
 
+/// gzip level of batch members: 1, the fastest. Each object is its own member (so it can be
+/// fetched by range), and for objects of a few KiB level 6 spends most of the agent's CPU on
+/// Huffman trees for batches about 20 % smaller (docs/benchmarks.md).
+pub const DEFAULT_GZIP_LEVEL: u32 = 1;
+
 const DEFAULT_BATCH_URL: &str = "{{SCHEME}}://{{ENDPOINT}}/{{BUCKET}}/{{KEY}}#bytes={{OFFSET}}-{{END}}";
 const DEFAULT_OBJECT_URL: &str = "{{SCHEME}}://{{ENDPOINT}}/{{BUCKET}}/{{DIGEST}}";
 const RANGE_FRAGMENT: &str = "#bytes={{OFFSET}}-{{END}}";
@@ -68,6 +73,8 @@ pub struct S3Config {
     pub max_batch_bytes: u64,
     /// Seal a batch this long after its first object (default 10 s).
     pub max_batch_age: Duration,
+    /// gzip level of batch members, 0–9 (default [`DEFAULT_GZIP_LEVEL`]).
+    pub gzip_level: u32,
     /// Uploads at least this large use multipart upload (default 16 MiB).
     pub multipart_threshold: u64,
     /// Part size of multipart uploads (default 8 MiB).
@@ -91,6 +98,7 @@ impl fmt::Debug for S3Config {
             .field("key_prefix", &self.key_prefix)
             .field("max_batch_bytes", &self.max_batch_bytes)
             .field("max_batch_age", &self.max_batch_age)
+            .field("gzip_level", &self.gzip_level)
             .field("multipart_threshold", &self.multipart_threshold)
             .field("part_size", &self.part_size)
             .field("request_timeout", &self.request_timeout)
@@ -114,6 +122,7 @@ impl S3Config {
             key_prefix: String::new(),
             max_batch_bytes: DEFAULT_MAX_COMPRESSED_BYTES,
             max_batch_age: DEFAULT_MAX_AGE,
+            gzip_level: DEFAULT_GZIP_LEVEL,
             multipart_threshold: DEFAULT_MULTIPART_THRESHOLD,
             part_size: DEFAULT_PART_SIZE,
             request_timeout: Duration::from_secs(60),

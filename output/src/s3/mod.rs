@@ -259,7 +259,11 @@ impl ObjectStore for S3ObjectStore {
         // Compress outside the lock (concurrent callers do not wait for each other), with a
         // compressor kept per thread.
         let member = COMPRESSOR.with_borrow_mut(|c| {
-            c.get_or_insert_with(|| MemberCompressor::new(Compression::default())).compress(&object.bytes)
+            let level = Compression::new(inner.cfg.gzip_level.min(9));
+            if c.as_ref().is_none_or(|c| c.level() != level) {
+                *c = Some(MemberCompressor::new(level));
+            }
+            c.as_mut().map(|c| c.compress(&object.bytes)).unwrap_or_default()
         });
         let (loc, ready) = {
             let mut b = inner
