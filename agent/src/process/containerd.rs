@@ -73,25 +73,13 @@ mod tests {
     use prost::Message;
 
     /// Against grpcio (an independent gRPC and protobuf implementation) standing in for
-    /// containerd; skipped with a message when python's grpc module is missing.
+    /// containerd.
     #[test]
     fn a_grpc_containerd_answers() {
-        if std::process::Command::new("python3").args(["-c", "import grpc"]).status().map_or(true, |s| !s.success()) {
-            let msg = "python3 grpcio is missing (scripts/install-deps.sh --test installs it)";
-            assert!(std::env::var("TAPLINE_REQUIRE_PEERS").unwrap_or_default().is_empty(), "{msg}");
-            eprintln!("SKIPPED: {msg}");
-            return;
-        }
         let dir = tempfile::tempdir().unwrap();
         let sock = dir.path().join("containerd.sock");
-        let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/fake_runtime.py");
-        let mut child = std::process::Command::new("python3")
-            .args([fixture, "containerd", sock.to_str().unwrap(), "c0ffee", "api", "shop/api:1.2", "api-7d9f", "shop"])
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+        let args = ["c0ffee", "api", "shop/api:1.2", "api-7d9f", "shop"];
+        let Some(mut child) = grpc_unix::fake_runtime("containerd", &sock, &args) else { return };
         let m = inspect(&sock, "k8s.io", "c0ffee").expect("answered").expect("known");
         assert_eq!(m.name.as_deref(), Some("api"));
         assert_eq!(m.image.as_deref(), Some("shop/api:1.2"));

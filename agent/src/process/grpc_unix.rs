@@ -99,6 +99,32 @@ pub fn unary(
     })
 }
 
+/// Starts `tests/fixtures/fake_runtime.py MODE SOCKET ARGS...` (grpcio standing in for a
+/// container runtime) and waits until it listens. `None`, with a message, when python's grpc
+/// module is missing and peers are not required (`TAPLINE_REQUIRE_PEERS`, set in CI).
+#[cfg(test)]
+pub(crate) fn fake_runtime(mode: &str, socket: &Path, args: &[&str]) -> Option<std::process::Child> {
+    if std::process::Command::new("python3").args(["-c", "import grpc"]).status().map_or(true, |s| !s.success()) {
+        let msg = "python3 grpcio is missing (scripts/install-deps.sh --test installs it)";
+        assert!(std::env::var("TAPLINE_REQUIRE_PEERS").unwrap_or_default().is_empty(), "{msg}");
+        eprintln!("SKIPPED: {msg}");
+        return None;
+    }
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/fake_runtime.py");
+    let mut child = std::process::Command::new("python3")
+        .arg(fixture)
+        .arg(mode)
+        .arg(socket)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    let mut line = String::new();
+    let stdout = child.stdout.take().expect("piped");
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).expect("the fixture's first line");
+    Some(child)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
