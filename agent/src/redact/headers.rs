@@ -38,8 +38,23 @@ impl HeaderMatcher {
 
     /// Whether values of the header `name` are masked.
     pub(crate) fn matches(&self, name: &str) -> bool {
-        let name = name.trim().to_ascii_lowercase();
-        self.names.contains(&name)
+        // Lowercased on the stack: this runs for every header of every stored message.
+        let name = name.trim();
+        let mut buf = [0u8; 64];
+        let owned;
+        let name: &str = match buf.get_mut(..name.len()) {
+            Some(b) => {
+                b.copy_from_slice(name.as_bytes());
+                b.make_ascii_lowercase();
+                // ASCII lowercasing keeps UTF-8 valid.
+                std::str::from_utf8(b).unwrap_or(name)
+            }
+            None => {
+                owned = name.to_ascii_lowercase();
+                &owned
+            }
+        };
+        self.names.iter().any(|n| n == name)
             || self.suffixes.iter().any(|s| name.ends_with(s.as_str()))
             || self.substrings.iter().any(|s| name.contains(s.as_str()))
     }
@@ -59,5 +74,33 @@ impl HeaderMatcher {
                 st.query_params += n;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_match_in_any_case_and_length() {
+        let m = HeaderMatcher::new(&HeaderRule {
+            names: vec!["Authorization".into()],
+            suffixes: vec!["-Token".into()],
+            substrings: vec!["apikey".into()],
+        })
+        .unwrap();
+        for name in ["authorization", "AUTHORIZATION", " Authorization ", "x-goog-iam-token", "X-APIKEY-v2"] {
+            assert!(m.matches(name), "{name}");
+        }
+        // Longer than the stack buffer: lowercased on the heap, same answers.
+        let long = format!("x-{}-TOKEN", "a".repeat(100));
+        assert!(m.matches(&long));
+        assert!(!m.matches(&format!("x-{}", "b".repeat(100))));
+        for name in ["accept", "authorizations", "token-x", ""] {
+            assert!(!m.matches(name), "{name}");
+        }
+        // Non-ASCII names stay valid UTF-8 when lowercased in place.
+        assert!(!m.matches("x-ÄPIKEY"));
+        assert!(m.matches("x-é-apikey"));
     }
 }

@@ -41,9 +41,8 @@ impl Body {
     }
 }
 
-fn header<'a>(hs: &'a [Header], name: &str) -> impl Iterator<Item = &'a str> {
-    let name = name.to_string();
-    hs.iter().filter(move |h| h.name.eq_ignore_ascii_case(&name)).map(|h| h.value.as_str())
+fn header<'a>(hs: &'a [Header], name: &'static str) -> impl Iterator<Item = &'a str> {
+    hs.iter().filter(move |h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value.as_str())
 }
 
 fn is_chunked(hs: &[Header]) -> bool {
