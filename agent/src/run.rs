@@ -244,11 +244,8 @@ fn push_kernel_filters(probes: &mut tapline_ebpf::Probes, pipeline: &mut Pipelin
         warn!(error = %e, "cannot push filters to the kernel; they are applied in userspace only");
         return;
     }
-    let pids: Vec<u32> = std::fs::read_dir("/proc")
-        .map(|d| d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect())
-        .unwrap_or_default();
     let mut n = 0;
-    for pid in pids {
+    for pid in process::live_pids(std::path::Path::new("/proc")) {
         let flags = pipeline.kernel_flags_of(pid);
         if flags != 0 {
             n += 1;

@@ -31,12 +31,7 @@ impl RecordReader {
         match tokio::time::timeout(POLL, self.ring.readable_mut()).await {
             Ok(guard) => {
                 let mut guard = guard?;
-                let ring = guard.get_inner_mut();
-                let mut n = 0;
-                while let Some(item) = ring.next() {
-                    n += 1;
-                    f(Record::decode(&item));
-                }
+                let n = drain(guard.get_inner_mut(), &mut f);
                 guard.clear_ready();
                 Ok(n)
             }
@@ -46,12 +41,16 @@ impl RecordReader {
 
     /// Drains what is available now without waiting.
     pub fn drain_now<F: FnMut(Result<Record<'_>, DecodeError>)>(&mut self, mut f: F) -> usize {
-        let ring = self.ring.get_mut();
-        let mut n = 0;
-        while let Some(item) = ring.next() {
-            n += 1;
-            f(Record::decode(&item));
-        }
-        n
+        drain(self.ring.get_mut(), &mut f)
     }
+}
+
+/// Decodes every record available in `ring` into `f`; returns how many there were.
+fn drain<F: FnMut(Result<Record<'_>, DecodeError>)>(ring: &mut RingBuf<MapData>, f: &mut F) -> usize {
+    let mut n = 0;
+    while let Some(item) = ring.next() {
+        n += 1;
+        f(Record::decode(&item));
+    }
+    n
 }

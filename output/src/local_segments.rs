@@ -46,8 +46,8 @@ fn open_segment(dir: &Path, seq: u64) -> std::io::Result<(String, File)> {
 
 impl Segments {
     /// Segments in `dir` indexed in `index_path` (files are created with the first object).
-    pub(crate) fn open(dir: &Path, index_path: &Path) -> std::io::Result<Self> {
-        Ok(Segments {
+    pub(crate) fn new(dir: &Path, index_path: &Path) -> Self {
+        Segments {
             dir: dir.to_path_buf(),
             index_path: index_path.to_path_buf(),
             open: None,
@@ -56,7 +56,7 @@ impl Segments {
             seq: 0,
             recent: HashMap::new(),
             order: VecDeque::new(),
-        })
+        }
     }
 
     /// Appends `o` (unless it was just stored) and returns its url.

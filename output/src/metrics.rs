@@ -154,7 +154,7 @@ impl ComponentMetrics {
         self.received.get()
     }
 
-    /// Current sent count (tests).
+    /// Current sent count (tests, the status line).
     pub fn sent_count(&self) -> u64 {
         self.sent.get()
     }

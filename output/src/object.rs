@@ -147,12 +147,7 @@ impl LocalObjectStore {
     pub fn open_segmented(dir: PathBuf, index: &Path, metrics: ComponentMetrics) -> Result<Self, StoreError> {
         let mut s = Self::open(dir, metrics)?;
         s.index = Some(index.to_path_buf());
-        let segs = crate::local_segments::Segments::open(&s.dir, index).map_err(|source| StoreError::Io {
-            store: "local".into(),
-            context: "opening an object segment",
-            source,
-        })?;
-        s.segments = Some(std::sync::Mutex::new(segs));
+        s.segments = Some(std::sync::Mutex::new(crate::local_segments::Segments::new(&s.dir, index)));
         Ok(s)
     }
 

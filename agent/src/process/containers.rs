@@ -124,13 +124,9 @@ pub struct ContainerResolver {
 type Request = (String, Sender<()>);
 
 impl ContainerResolver {
-    /// A resolver asking the Engine API on `socket`. Lookups fail quietly (logged once) when
-    /// nothing listens there: containers then carry their id only.
-    pub fn docker(socket: PathBuf) -> Self {
-        Self::new(vec![Runtime::Docker(socket)])
-    }
-
-    /// A resolver asking `runtimes` in order: the first that knows an id names it.
+    /// A resolver asking `runtimes` in order: the first that knows an id names it. Lookups
+    /// fail quietly (logged once per runtime) when nothing listens on a socket: containers
+    /// then carry their id only.
     pub fn new(runtimes: Vec<Runtime>) -> Self {
         let cache: Arc<Mutex<HashMap<String, Entry>>> = Arc::default();
         let (tx, rx): (Sender<Request>, Receiver<Request>) = channel();
@@ -241,7 +237,7 @@ mod tests {
                 let _ = s.write_all(answer.as_bytes());
             }
         });
-        let r = ContainerResolver::docker(sock);
+        let r = ContainerResolver::new(vec![Runtime::Docker(sock)]);
         // Usually within the first wait; on a loaded machine a later lookup has the answer.
         let eventually = |id: &str| {
             let deadline = Instant::now() + Duration::from_secs(5);
@@ -256,7 +252,7 @@ mod tests {
         let m = eventually("c1");
         assert_eq!((m.name.as_deref(), m.image.as_deref()), (Some("web"), Some("nginx:1.25")));
         assert_eq!(*eventually("c2"), ContainerMeta::default(), "unknown to the engine");
-        let dead = ContainerResolver::docker(dir.path().join("nothing.sock"));
+        let dead = ContainerResolver::new(vec![Runtime::Docker(dir.path().join("nothing.sock"))]);
         assert!(dead.lookup("c1").is_none());
         assert!(dead.lookup("c1").is_none(), "cached failure, no second wait");
     }

@@ -82,6 +82,13 @@ fn lossy(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// The pids of the processes alive now: the numeric entries of `proc_root` (`/proc`).
+pub fn live_pids(proc_root: &Path) -> Vec<u32> {
+    std::fs::read_dir(proc_root)
+        .map(|d| d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect())
+        .unwrap_or_default()
+}
+
 impl ProcessTable {
     /// A table reading `/proc`-like data under `proc_root`.
     pub fn new(proc_root: PathBuf) -> Self {
@@ -235,10 +242,8 @@ impl ProcessTable {
     /// Reads every process alive now, so those that started before the agent are named even
     /// when they exit before their first connection is handled. Returns how many were read.
     pub fn warm_up(&mut self) -> usize {
-        let Ok(dir) = std::fs::read_dir(&self.proc_root) else { return 0 };
-        let pids: Vec<u32> = dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect();
         let mut n = 0;
-        for pid in pids {
+        for pid in live_pids(&self.proc_root) {
             if let Some(info) = self.read_proc(pid) {
                 self.insert(info);
                 n += 1;

@@ -81,12 +81,7 @@ pub fn open_object_store(
 ) -> Result<Arc<dyn ObjectStore>, StoreError> {
     // A private spool: `fetch` must not touch a running agent's.
     let private = std::env::temp_dir().join(format!("tapline-fetch-{}", std::process::id()));
-    let spool = SpoolSettings {
-        dir: private.clone(),
-        bytes: 1 << 20,
-        s3_index: data_dir.join("s3-index"),
-        local_index: data_dir.join("local-index.tsv"),
-    };
+    let spool = SpoolSettings { dir: private.clone(), ..spool_settings(data_dir, 1 << 20) };
     let store = open_object_store_with(eff, metrics, &spool, &mut Vec::new());
     let _ = std::fs::remove_dir_all(&private);
     store

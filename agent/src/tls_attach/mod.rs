@@ -370,17 +370,17 @@ impl TlsAttacher {
 
     /// Scans the maps of processes not scanned yet (and forgets processes that are gone).
     pub fn rescan(&mut self, probes: &mut Probes) {
-        let Ok(entries) = std::fs::read_dir("/proc") else { return };
+        let pids = crate::process::live_pids(Path::new("/proc"));
+        if pids.is_empty() {
+            return; // /proc unreadable: keep what was scanned
+        }
         let mut alive = HashSet::with_capacity(self.scanned.len());
-        for e in entries.flatten() {
-            let name = e.file_name();
-            let Some(pid) = name.to_str() else { continue };
-            let Ok(n) = pid.parse::<u32>() else { continue };
+        for n in pids {
             alive.insert(n);
             if n == std::process::id() || self.scanned.contains(&n) {
                 continue;
             }
-            self.scan_process(probes, pid);
+            self.scan_process(probes, &n.to_string());
         }
         self.scanned.retain(|p| alive.contains(p));
     }

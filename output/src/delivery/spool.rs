@@ -66,6 +66,13 @@ pub struct Spool {
     pub torn_on_open: u64,
 }
 
+/// Appends one record to `buf`: length, CRC, bytes.
+fn encode_record(buf: &mut Vec<u8>, item: &[u8]) {
+    buf.extend_from_slice(&(item.len() as u32).to_le_bytes());
+    buf.extend_from_slice(&crc(item).to_le_bytes());
+    buf.extend_from_slice(item);
+}
+
 fn crc(b: &[u8]) -> u32 {
     let mut c = flate2::Crc::new();
     c.update(b);
@@ -201,9 +208,7 @@ impl Spool {
         }
         let Some(path) = self.segments.back().map(|seg| seg.path.clone()) else { return Ok(()) };
         let mut rec = Vec::with_capacity(need as usize);
-        rec.extend_from_slice(&(item.len() as u32).to_le_bytes());
-        rec.extend_from_slice(&crc(item).to_le_bytes());
-        rec.extend_from_slice(item);
+        encode_record(&mut rec, item);
         let mut f = OpenOptions::new().append(true).open(&path).map_err(self.io_err("appending"))?;
         f.write_all(&rec).map_err(self.io_err("appending"))?;
         if let Some(seg) = self.segments.back_mut() {
@@ -225,19 +230,8 @@ impl Spool {
         self.check_room(need)?;
         self.compact_front()?;
         let base = self.head - items.len() as u64;
-        let path = self.dir.join(format!("{base:020}.seg"));
-        let tmp = self.dir.join(format!("{base:020}.seg.tmp"));
-        let mut buf = Vec::with_capacity(need as usize);
-        let mut records = Vec::with_capacity(items.len());
-        for it in items {
-            buf.extend_from_slice(&(it.len() as u32).to_le_bytes());
-            buf.extend_from_slice(&crc(it).to_le_bytes());
-            records.push((buf.len() as u64, it.len() as u32));
-            buf.extend_from_slice(it);
-        }
-        std::fs::write(&tmp, &buf).map_err(self.io_err("writing a segment"))?;
-        std::fs::rename(&tmp, &path).map_err(self.io_err("writing a segment"))?;
-        self.segments.push_front(Segment { base, path, records, end: buf.len() as u64 });
+        let seg = self.write_segment(base, items, "writing a segment")?;
+        self.segments.push_front(seg);
         self.set_head(base)?;
         self.items += items.len() as u64;
         self.bytes += need;
@@ -257,21 +251,26 @@ impl Spool {
         let n = seg.records.len().saturating_sub(first);
         let kept = self.peek(n, usize::MAX)?;
         let Some(old) = self.segments.pop_front() else { return Ok(()) };
-        let (base, path) = (self.head, self.dir.join(format!("{:020}.seg", self.head)));
-        let tmp = self.dir.join(format!("{base:020}.seg.tmp"));
-        let mut buf = Vec::new();
-        let mut records = Vec::with_capacity(kept.len());
-        for it in &kept {
-            buf.extend_from_slice(&(it.len() as u32).to_le_bytes());
-            buf.extend_from_slice(&crc(it).to_le_bytes());
-            records.push((buf.len() as u64, it.len() as u32));
-            buf.extend_from_slice(it);
-        }
-        std::fs::write(&tmp, &buf).map_err(self.io_err("compacting a segment"))?;
-        std::fs::rename(&tmp, &path).map_err(self.io_err("compacting a segment"))?;
+        let seg = self.write_segment(self.head, &kept, "compacting a segment")?;
         std::fs::remove_file(&old.path).map_err(self.io_err("compacting a segment"))?;
-        self.segments.push_front(Segment { base, path, records, end: buf.len() as u64 });
+        self.segments.push_front(seg);
         Ok(())
+    }
+
+    /// Writes `items` as the whole segment starting at sequence `base` (through a temporary
+    /// file and a rename, so the segment is never seen half-written).
+    fn write_segment(&self, base: u64, items: &[Vec<u8>], context: &'static str) -> Result<Segment, SpoolError> {
+        let path = self.dir.join(format!("{base:020}.seg"));
+        let tmp = self.dir.join(format!("{base:020}.seg.tmp"));
+        let mut buf = Vec::with_capacity(items.iter().map(|i| i.len() + RECORD_HEADER as usize).sum());
+        let mut records = Vec::with_capacity(items.len());
+        for it in items {
+            encode_record(&mut buf, it);
+            records.push((buf.len() as u64 - it.len() as u64, it.len() as u32));
+        }
+        std::fs::write(&tmp, &buf).map_err(self.io_err(context))?;
+        std::fs::rename(&tmp, &path).map_err(self.io_err(context))?;
+        Ok(Segment { base, path, records, end: buf.len() as u64 })
     }
 
     /// Up to `max_items` items (and about `max_bytes`) from the head, oldest first, left in
